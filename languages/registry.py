@@ -1,0 +1,177 @@
+"""The language registry: `xxx_Scrp` labels (ISO 639-3 + ISO 15924) and the normalisation of every LID label style.
+
+Source: languages/data/languages.csv, derived from FineWeb-2's language table (Apache-2.0; words, documents and bytes
+of its train split per label) plus the languages mmBERT trains on that FineWeb-2 lacks (English, …) with zero counts.
+
+`normalize` makes labels from different LID models meet in one code:
+    lid.176      __label__en, __label__zh, __label__ceb       → eng_Latn, cmn_Hani, ceb_Latn
+    GlotLID      __label__eng_Latn                            → eng_Latn
+    BCP-47       sr-Latn, zh-Hant, pt-BR                      → srp_Latn, cmn_Hani, por_Latn
+    ISO 639-1/2/3 en, fre, ara                                → eng_Latn, fra_Latn, arb_Arab
+Macrolanguages become the individual language FineWeb-2 and mmBERT use: the macrolanguage itself when the registry
+has it (`fas`), else its member with the most FineWeb-2 data (`zho` → `cmn`, `ara` → `arb`, `est` → `ekk`), except
+where that rule picks the wrong member (MACROLANGUAGE_OVERRIDES). Code data (which code is a macrolanguage, its
+members, BCP-47 parsing, likely scripts) comes from iso639-lang and langcodes, not from hand-typed tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import langcodes
+from iso639 import Lang
+from iso639.exceptions import DeprecatedLanguageValue, InvalidLanguageValue
+
+DATA_FILE = Path(__file__).parent / "data" / "languages.csv"
+SOURCE_CODE_LABEL = "code"  # mmBERT trains on source code as a "language" of its own
+
+# The member-with-most-data rule would pick Indonesian for Malay (msa); lid.176's `ms` and mmBERT mean Standard Malay.
+MACROLANGUAGE_OVERRIDES = {"msa": "zsm"}
+# lid.176 uses Wikipedia's language codes, a few of which are not what ISO says they are (applied to `__label__xx`).
+LID176_QUIRKS = {
+    "als": "gsw",  # Alemannic Wikipedia, not Tosk Albanian
+    "bh": "bho",  # "Bihari" Wikipedia is written in Bhojpuri
+    "eml": "egl",  # Emilian-Romagnol (deprecated ISO code, split into egl/rgn)
+    "nah": "nhe",  # Nahuatl Wikipedia (a collective code); Eastern Huasteca Nahuatl has the most FineWeb-2 data
+    "mo": "ron",  # Moldavian
+}
+# CLDR's likely script for Chinese is Hans/Hant; FineWeb-2 labels all Han text Hani (and Japanese Jpan, Korean Hang).
+SCRIPT_ALIASES = {"Hans": "Hani", "Hant": "Hani", "Kore": "Hang"}
+
+_LABEL_PREFIX = re.compile(r"^__label__")
+_REGISTRY_LABEL = re.compile(r"^([a-z]{3})_([A-Z][a-z]{3})$")
+
+
+class UnknownLanguage(ValueError):
+    """A label that names no language the registry (or ISO 639-3) knows."""
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str  # registry label, e.g. "eng_Latn"
+    iso639_3: str
+    script: str
+    name: str
+    family: str
+    words: int  # FineWeb-2 train split (0 where FineWeb-2 has no data)
+    documents: int
+    bytes: int
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[str, Language]:
+    with DATA_FILE.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    table = {
+        row["code"]: Language(row["code"], row["iso639_3"], row["script"], row["name"], row["family"],
+                              int(row["words"]), int(row["documents"]), int(row["bytes"]))
+        for row in rows
+    }
+    table[SOURCE_CODE_LABEL] = Language(SOURCE_CODE_LABEL, "zxx", "Zyyy", "Source code", "", 0, 0, 0)
+    return table
+
+
+@lru_cache(maxsize=1)
+def _scripts_by_iso() -> dict[str, list[str]]:
+    """ISO 639-3 code → its registry scripts, the one with the most words first."""
+    by_iso: dict[str, list[Language]] = {}
+    for language in _table().values():
+        by_iso.setdefault(language.iso639_3, []).append(language)
+    return {iso: [l.script for l in sorted(langs, key=lambda l: (-l.words, l.script))] for iso, langs in by_iso.items()}
+
+
+def all_languages() -> list[Language]:
+    """Every registry language (source code included), sorted by label."""
+    return sorted(_table().values(), key=lambda language: language.code)
+
+
+def get(label: str) -> Language:
+    """The registry entry for `label` (any label style; see `normalize`)."""
+    code = normalize(label)
+    table = _table()
+    if code in table:
+        return table[code]
+    iso, script = code.split("_")  # a valid ISO 639-3 code in a script FineWeb-2 has no data for
+    return Language(code, iso, script, Lang(iso).name, "", 0, 0, 0)
+
+
+def primary_label(iso639_3: str) -> str:
+    """The registry label of an ISO 639-3 code in its main script (the one with the most data)."""
+    return normalize(iso639_3)
+
+
+@lru_cache(maxsize=16384)
+def _individual_code(iso: str) -> str:
+    """Map a macrolanguage to the individual language the registry uses; other codes pass through."""
+    known = _scripts_by_iso()
+    if iso in known:
+        return iso
+    if iso in MACROLANGUAGE_OVERRIDES:
+        return MACROLANGUAGE_OVERRIDES[iso]
+    try:
+        lang = Lang(iso)
+    except DeprecatedLanguageValue as error:
+        raise UnknownLanguage(f"deprecated language code {iso!r}: {error}") from None
+    except InvalidLanguageValue:
+        raise UnknownLanguage(f"unknown language code {iso!r}") from None
+    members = [member.pt3 for member in lang.individuals()] if lang.scope() == "Macrolanguage" else []
+    members = [m for m in members if m in known]
+    if members:
+        return max(members, key=lambda m: (_words(m), m))
+    return lang.pt3 or iso
+
+
+def _words(iso: str) -> int:
+    return sum(language.words for language in _table().values() if language.iso639_3 == iso)
+
+
+def _pick_script(iso: str, script: str | None, fallback: str | None) -> str:
+    scripts = _scripts_by_iso().get(iso, [])
+    for candidate in (script, SCRIPT_ALIASES.get(script or "")):
+        if candidate and (candidate in scripts or not scripts):
+            return candidate
+    if scripts:
+        return scripts[0]
+    return SCRIPT_ALIASES.get(fallback or "", fallback) or "Latn"
+
+
+@lru_cache(maxsize=65536)
+def normalize(label: str, script: str | None = None) -> str:
+    """Any LID / ISO 639 / BCP-47 label → registry label `xxx_Scrp`. `script` picks among a language's scripts.
+
+    Raises UnknownLanguage for a label no ISO 639 code matches.
+    """
+    raw = _LABEL_PREFIX.sub("", label.strip())
+    if not raw:
+        raise UnknownLanguage(f"empty language label {label!r}")
+    if raw == SOURCE_CODE_LABEL:
+        return raw
+    match = _REGISTRY_LABEL.match(raw)
+    if match:  # GlotLID / FineWeb-2 style: language and script given
+        iso = _individual_code(match.group(1))
+        return f"{iso}_{_pick_script(iso, match.group(2), match.group(2))}"
+    if label.startswith("__label__"):  # only fastText labels use Wikipedia's codes; ISO 639-3 `als` is Tosk Albanian
+        raw = LID176_QUIRKS.get(raw, raw)
+    if raw in _scripts_by_iso():  # an ISO 639-3 code the registry has: no parsing needed
+        return f"{raw}_{_pick_script(raw, script, None)}"
+    try:
+        tag = langcodes.Language.get(raw.replace("_", "-"))
+        iso = tag.to_alpha3() if tag.language else None
+    except (langcodes.tag_parser.LanguageTagError, LookupError, ValueError):
+        iso = None
+    if not iso:
+        raise UnknownLanguage(f"unknown language label {label!r}")
+    iso = _individual_code(iso)
+    likely = tag.maximize().script
+    return f"{iso}_{_pick_script(iso, tag.script or script, likely)}"
+
+
+def normalize_or_none(label: str, script: str | None = None) -> str | None:
+    try:
+        return normalize(label, script)
+    except UnknownLanguage:
+        return None

@@ -1,0 +1,68 @@
+"""The `mmbert` command line: one sub-command group per stage.
+
+Each stage package has a `cli.py` with `register(subparsers)`, which adds its commands and sets `func` on each
+parser. Heavy libraries (Beam, torch, transformers) are imported inside the handlers, so `mmbert --help` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mmbert import __version__
+from mmbert.errors import UsageError
+
+# Order here is the order in `mmbert --help`.
+STAGE_CLIS = ("languages.cli", "corpus.cli", "tokenizer.cli", "training.cli", "evaluation.cli", "mmbert.run")
+
+EPILOG = """\
+examples:
+  mmbert languages list --phase pretrain
+  mmbert corpus build --input data/warc/*.warc.gz --output out/corpus
+  mmbert tokenizer pack --corpus out/corpus --tokenizer gemma2 --seq-len 1024 --output out/shards
+  mmbert train --config recipes/tiny-cpu.yaml
+  mmbert eval --model out/export --tasks mlm,retrieval --output out/eval
+  mmbert run recipes/demo.yaml
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and examples as written."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmbert",
+        description="Train massively multilingual encoders end to end: corpus, tokenizer, training, evaluation.",
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mmbert {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in STAGE_CLIS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:  # a real import error inside the module must surface
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        # A group without a sub-command (`mmbert languages`) prints that group's help.
+        (getattr(args, "group_parser", None) or parser).print_help()
+        return 2 if args.command is None else 0
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as error:
+        print(f"mmbert {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,65 @@
+"""The `mmbert languages` command-line contract, run as a user would."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def mmbert(*args):
+    return subprocess.run([sys.executable, "-m", "mmbert", *args], capture_output=True, text=True)
+
+
+def test_help_explains_itself_with_examples():
+    for args in ([], ["languages"], ["languages", "list"], ["languages", "sample"]):
+        result = mmbert(*args, "--help")
+        assert result.returncode == 0 and "example" in result.stdout, args
+
+
+def test_list_phases_as_json():
+    decay = json.loads(mmbert("languages", "list", "--phase", "decay", "--format", "json").stdout)
+    assert len(decay) >= 1800
+    assert {"code", "iso639_3", "script", "name"} <= set(decay[0])
+    pretrain = json.loads(mmbert("languages", "list", "--phase", "pretrain", "--format", "json").stdout)
+    assert len(pretrain) == 61 and "code" in {row["code"] for row in pretrain}
+
+
+def test_sample_pretrain_on_fineweb2_counts(tmp_path):
+    counts = tmp_path / "counts.csv"
+    assert mmbert("languages", "counts", "--output", str(counts)).returncode == 0
+    plot = tmp_path / "mix.png"
+    result = mmbert("languages", "sample", "--counts", str(counts), "--phase", "pretrain", "--budget", "1e9",
+                    "--max-epochs", "100", "--format", "json", "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    mix = json.loads(result.stdout)
+    assert sum(entry["tokens"] for entry in mix.values()) == 10**9
+    assert sum(entry["probability"] for entry in mix.values()) == pytest.approx(1.0)
+    assert mix["rus_Cyrl"]["probability"] > mix["afr_Latn"]["probability"] > 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("language,tokens\nfra,10\nxyz,3\n", "xyz"),
+    ("lang,n\nfra,10\n", "header"),
+    ("language,tokens\nfra,-1\n", ">= 0"),
+])
+def test_sample_bad_counts_exit_2(tmp_path, content, message):
+    counts = tmp_path / "counts.csv"
+    counts.write_text(content)
+    result = mmbert("languages", "sample", "--counts", str(counts), "--phase", "pretrain")
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_sample_unknown_codes_can_be_ignored_and_missing_file_fails(tmp_path):
+    counts = tmp_path / "counts.csv"
+    counts.write_text("language,tokens\nfra,10\nxyz,3\n")
+    assert mmbert("languages", "sample", "--counts", str(counts), "--phase", "pretrain", "--ignore-unknown").returncode == 0
+    result = mmbert("languages", "sample", "--counts", str(tmp_path / "none.csv"))
+    assert result.returncode == 2 and "not found" in result.stderr
+
+
+def test_normalize_command():
+    result = mmbert("languages", "normalize", "__label__zh", "sr-Latn", "ara")
+    assert result.stdout.split() == ["__label__zh", "cmn_Hani", "sr-Latn", "srp_Latn", "ara", "arb_Arab"]
+    assert mmbert("languages", "normalize", "xyz").returncode == 2

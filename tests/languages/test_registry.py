@@ -1,0 +1,67 @@
+"""The registry's size and the normalisation of every label style onto one code."""
+
+import pytest
+
+from languages.registry import UnknownLanguage, all_languages, get, normalize
+from languages.scripts import dominant_script
+
+
+def test_registry_has_at_least_1800_labels_in_xxx_Scrp_form():
+    labels = [language.code for language in all_languages() if language.code != "code"]
+    assert len(labels) >= 1800
+    assert all(len(label) == 8 and label[3] == "_" and label[4].isupper() for label in labels)
+    french = get("fra_Latn")
+    assert (french.iso639_3, french.script, french.name) == ("fra", "Latn", "French")
+    assert french.words > 10**10 and french.documents > 0 and french.bytes > french.words
+
+
+@pytest.mark.parametrize("label, expected", [
+    # lid.176: two- and three-letter Wikipedia-style labels
+    ("__label__en", "eng_Latn"), ("__label__zh", "cmn_Hani"), ("__label__ceb", "ceb_Latn"),
+    ("__label__ru", "rus_Cyrl"), ("__label__ja", "jpn_Jpan"), ("__label__ko", "kor_Hang"),
+    ("__label__als", "gsw_Latn"), ("__label__bh", "bho_Deva"),
+    # GlotLID
+    ("__label__eng_Latn", "eng_Latn"), ("__label__srp_Latn", "srp_Latn"), ("__label__zho_Hani", "cmn_Hani"),
+    # BCP-47
+    ("sr-Latn", "srp_Latn"), ("sr-Cyrl", "srp_Cyrl"), ("zh-Hant", "cmn_Hani"), ("pt-BR", "por_Latn"),
+    # ISO 639-1 / 639-2 / 639-3
+    ("de", "deu_Latn"), ("ger", "deu_Latn"), ("deu", "deu_Latn"), ("als", "als_Latn"),
+    # macrolanguages → the individual code FineWeb-2 and mmBERT use
+    ("zho", "cmn_Hani"), ("zh", "cmn_Hani"), ("ara", "arb_Arab"), ("ar", "arb_Arab"), ("msa", "zsm_Latn"),
+    ("ms", "zsm_Latn"), ("est", "ekk_Latn"), ("et", "ekk_Latn"), ("fas", "fas_Arab"), ("fa", "fas_Arab"),
+    ("swa", "swh_Latn"), ("nor", "nob_Latn"), ("uzb", "uzn_Latn"), ("lav", "lvs_Latn"), ("nep", "npi_Deva"),
+    ("code", "code"),
+])
+def test_normalize_each_label_style(label, expected):
+    assert normalize(label) == expected
+
+
+def test_script_hint_picks_among_a_languages_scripts():
+    assert normalize("sr", script="Latn") == "srp_Latn"
+    assert normalize("sr", script="Cyrl") == "srp_Cyrl"
+    assert normalize("__label__sr", script=dominant_script("Сва људска бића рађају се слободна")) == "srp_Cyrl"
+    assert normalize("__label__sr", script=dominant_script("Sva ljudska bića rađaju se slobodna")) == "srp_Latn"
+    # a hint the language has no data for falls back to its main script
+    assert normalize("fr", script="Cyrl") == "fra_Latn"
+    # Japanese kana/kanji and Chinese simplified/traditional meet FineWeb-2's combined codes
+    assert normalize("ja", script="Hira") == "jpn_Jpan"
+    assert normalize("zh", script="Hant") == "cmn_Hani"
+
+
+@pytest.mark.parametrize("label", ["", "__label__", "xyz", "__label__qqq_Latn", "not a language"])
+def test_unknown_labels_raise(label):
+    with pytest.raises(UnknownLanguage):
+        normalize(label)
+
+
+def test_dominant_script_of_real_text(udhr_texts):
+    expected = {"eng_Latn": "Latn", "rus_Cyrl": "Cyrl", "cmn_Hani": "Hani", "jpn_Jpan": "Jpan", "kor_Hang": "Hang",
+                "arb_Arab": "Arab", "hin_Deva": "Deva", "tha_Thai": "Thai", "ell_Grek": "Grek", "amh_Ethi": "Ethi"}
+    for label, script in expected.items():
+        assert dominant_script(" ".join(udhr_texts[label])) == script, label
+    assert dominant_script("1234 !!! ...") is None
+
+
+def test_every_shipped_udhr_version_normalises_to_a_distinct_label(udhr_texts):
+    assert len(udhr_texts) == 140
+    assert all(label == normalize(label) for label in udhr_texts)
