@@ -26,6 +26,8 @@ import langcodes
 from iso639 import Lang
 from iso639.exceptions import DeprecatedLanguageValue, InvalidLanguageValue
 
+from languages.scripts import NEUTRAL_SCRIPTS
+
 DATA_FILE = Path(__file__).parent / "data" / "languages.csv"
 SOURCE_CODE_LABEL = "code"  # mmBERT trains on source code as a "language" of its own
 
@@ -41,6 +43,8 @@ LID176_QUIRKS = {
 }
 # CLDR's likely script for Chinese is Hans/Hant; FineWeb-2 labels all Han text Hani (and Japanese Jpan, Korean Hang).
 SCRIPT_ALIASES = {"Hans": "Hani", "Hant": "Hani", "Kore": "Hang"}
+# FineWeb-2's combined codes and the scripts whose text they cover.
+COMBINED_SCRIPTS = {"Jpan": ("Hani", "Hira", "Kana"), "Hang": ("Hani",)}
 
 _LABEL_PREFIX = re.compile(r"^__label__")
 _REGISTRY_LABEL = re.compile(r"^([a-z]{3})_([A-Z][a-z]{3})$")
@@ -130,10 +134,14 @@ def _words(iso: str) -> int:
 
 
 def _pick_script(iso: str, script: str | None, fallback: str | None) -> str:
+    """The script a label gets: the text's own (`script`) when known, else the language's main script."""
     scripts = _scripts_by_iso().get(iso, [])
-    for candidate in (script, SCRIPT_ALIASES.get(script or "")):
-        if candidate and (candidate in scripts or not scripts):
-            return candidate
+    hint = SCRIPT_ALIASES.get(script or "", script)
+    if hint and hint not in NEUTRAL_SCRIPTS:
+        for combined in scripts:  # kanji-only Japanese is still jpn_Jpan, hanja in Korean kor_Hang
+            if hint in COMBINED_SCRIPTS.get(combined, ()):
+                return combined
+        return hint  # the text's script is a fact; a language's LID label is a guess: French in Cyrillic stays apart
     if scripts:
         return scripts[0]
     return SCRIPT_ALIASES.get(fallback or "", fallback) or "Latn"

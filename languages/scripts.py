@@ -12,7 +12,7 @@ from functools import lru_cache
 from fontTools import unicodedata as ucd
 
 # Scripts that share characters with others (Zyyy common, Zinh inherited) or mark unknown code points say nothing.
-_NEUTRAL_SCRIPTS = {"Zyyy", "Zinh", "Zzzz"}
+NEUTRAL_SCRIPTS = {"Zyyy", "Zinh", "Zzzz"}
 # Japanese text mixes kana and kanji; FineWeb-2 labels it with the combined code Jpan.
 _JAPANESE = {"Hira", "Kana"}
 
@@ -30,7 +30,7 @@ def dominant_script(text: str, max_chars: int = 4000) -> str | None:
         if not char.isalpha():
             continue
         script = char_script(char)
-        if script in _NEUTRAL_SCRIPTS:
+        if script in NEUTRAL_SCRIPTS:
             continue
         counts[script] += 1
         seen += 1

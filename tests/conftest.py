@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmbert.udhr import udhr_articles, udhr_versions
+from mmbert import udhr
 
 # Tests never touch the network; a hub lookup must fail fast rather than hang.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,13 +28,13 @@ CORPUS_LANGUAGES = (
 @pytest.fixture(scope="session")
 def udhr_texts() -> dict[str, list[str]]:
     """Registry label → the version's paragraphs (all 140 shipped versions)."""
-    return {version.label: version.paragraphs() for version in udhr_versions()}
+    return {version.label: version.paragraphs() for version in udhr.udhr_versions()}
 
 
 @pytest.fixture(scope="session")
 def udhr_articles_by_language() -> dict[str, list[str]]:
     """Registry label → preamble + articles 1–30 (31 texts, aligned across languages)."""
-    return {version.label: udhr_articles(version.file) for version in udhr_versions()}
+    return {version.label: udhr.udhr_articles(version.file) for version in udhr.udhr_versions()}
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +44,11 @@ def udhr_articles(udhr_articles_by_language) -> dict[str, list[str]]:
 
 def write_udhr_corpus(output: Path, languages=CORPUS_LANGUAGES) -> Path:
     """A corpus-artefact directory: <label>/part-00000.parquet, one document per UDHR section, plus counts.csv."""
-    versions = {version.label: version for version in udhr_versions()}
+    versions = {version.label: version for version in udhr.udhr_versions()}
     counts = []
     for label in languages:
         version = versions[label]
-        texts = [text for text in udhr_articles(version.file) if text]
+        texts = [text for text in udhr.udhr_articles(version.file) if text]
         ids = [f"udhr_{version.file}/{index:02d}" for index in range(len(texts))]
         table = pa.table({
             "id": ids,

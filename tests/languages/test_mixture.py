@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import math
@@ -12,8 +13,9 @@ import pytest
 
 from languages.mixture import (
     LanguageBudget, budget_table, file_of_keys, order_positions, plan_phase, read_packed_shards, rows_for_budget,
-    sort_keys, stream_seed,
+    sort_keys, stream_seed, write_mixture_file,
 )
+from languages.mixture_cli import parse_tokens
 from languages.sampling import token_budgets
 from languages.schedule import Phase
 from mmbert.cli import main
@@ -111,12 +113,192 @@ def test_plan_lists_languages_without_shards_and_the_table_shows_every_language(
     (Phase("negative", ("eng_Latn",), -0.3), 1000, "temperature must be a number > 0"),
     (Phase("nobudget", ("eng_Latn",), 0.5), None, "has no token budget"),
     (Phase("nodata", ("jpn_Jpan", "kor_Hang"), 0.5), 1000, "none of its 2 languages have packed train rows"),
+    (Phase("../elsewhere", ("eng_Latn",), 0.5), 1000, "cannot name a directory"),
+    (Phase("crumbs", ("eng_Latn", "fra_Latn"), 0.5), 60, "not even one row of 128 tokens"),
 ])
 def test_plan_rejects_unusable_phases(phase, budget, message):
     with pytest.raises(UsageError, match=message):
         plan_phase(phase, COUNTS, rows_of(COUNTS), SEQ_LEN, seed=0, budget=budget)
 
 
+def test_a_key_range_without_rows_still_gets_its_file(tmp_path):
+    (phase, counts), = write_mixture_file((("decay", 3), [None]), str(tmp_path), seq_len=64)
+    table = pq.read_table(tmp_path / "decay" / "train" / "part-00003.parquet")
+    assert (phase, counts, table.num_rows) == ("decay", {}, 0)
+    assert table.column_names == ["input_ids", "document_lengths", "language"]
+
+
+@pytest.mark.parametrize("text, tokens", [("50M", 50_000_000), ("2.3T", 2_300_000_000_000), ("1e9", 10**9),
+                                          ("600_000_000", 600_000_000), ("12k", 12_000), ("4096", 4096)])
+def test_budgets_read_like_people_write_them(text, tokens):
+    assert parse_tokens(text) == tokens
+
+
+@pytest.mark.parametrize("text", ["", "lots", "0", "-5M", "3X"])
+def test_unreadable_budgets_are_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_tokens(text)
+
+
 def test_language_budget_epochs():
     budget = LanguageBudget("swh_Latn", 700, 6, 0.1, 3000, 2900, 23)
     assert budget.epoch_quotas() == [6, 6, 6, 5] and budget.epochs_used == pytest.approx(23 / 6)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The Beam job on real packed UDHR shards
+
+PRETRAIN = ["eng_Latn", "fra_Latn", "rus_Cyrl", "cmn_Hani", "arb_Arab", "hin_Deva"]
+DECAY = PRETRAIN + ["swh_Latn", "tha_Thai", "amh_Ethi", "kat_Geor", "bod_Tibt", "sin_Sinh", "jpn_Jpan", "ell_Grek"]
+
+
+def write_schedule(path, phases):
+    lines = ["phases:"]
+    for phase in phases:
+        lines.append(f"  - name: {phase['name']}")
+        lines.extend(f"    {key}: {json.dumps(value)}" for key, value in phase.items() if key != "name")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def schedule_file(tmp_path_factory, udhr_packed_shards):
+    counts = read_packed_shards(udhr_packed_shards).counts
+    # pretrain takes a third of its languages' data; decay asks for twice its languages' data with a cap of 2.5
+    # epochs, so small languages repeat and some hit the cap.
+    return write_schedule(tmp_path_factory.mktemp("schedule") / "phases.yaml", [
+        {"name": "pretrain", "temperature": 0.7, "languages": PRETRAIN,
+         "budget": sum(counts[label] for label in PRETRAIN) // 3},
+        {"name": "decay", "temperature": 0.3, "languages": DECAY,
+         "budget": 2 * sum(counts[label] for label in DECAY), "max_epochs": 2.5},
+    ])
+
+
+def mix(*arguments) -> int:
+    return main(["languages", "mix", *map(str, arguments)])
+
+
+@pytest.fixture(scope="module")
+def mixtures(tmp_path_factory, udhr_packed_shards, schedule_file):
+    """The same schedule and seed materialised with 1 and with 2 Beam workers."""
+    root = tmp_path_factory.mktemp("mixtures")
+    for workers in (1, 2):
+        assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--seed", 7, "--rows-per-file", 150,
+                   "--num-workers", workers, "--output", root / f"workers-{workers}") == 0
+    return root
+
+
+def source_rows(shards, language):
+    table = pq.read_table(shards / language / "train")
+    return [tuple(ids) for ids in table.column("input_ids").to_pylist()]
+
+
+def test_each_language_gets_its_sampler_budget_to_within_one_row(mixtures, udhr_packed_shards, schedule_file):
+    shards = read_packed_shards(udhr_packed_shards)
+    phases = {phase["name"]: phase for phase in _schedule_entries(schedule_file)}
+    for name, phase in phases.items():
+        manifest = json.loads((mixtures / "workers-1" / name / "manifest.json").read_text())
+        table = pq.read_table(mixtures / "workers-1" / name / "train")
+        counts = {label: shards.counts[label] for label in phase["languages"]}
+        expected = token_budgets(counts, phase["temperature"], phase["budget"], phase.get("max_epochs"))
+        rows_per_language = collections.Counter(table.column("language").to_pylist())
+        assert set(rows_per_language) == set(phase["languages"])
+        assert manifest["rows"] == table.num_rows == sum(rows_per_language.values())
+        for label, entry in manifest["languages"].items():
+            assert entry["budget_tokens"] == expected[label]
+            assert entry["rows_taken"] == rows_per_language[label]
+            assert abs(entry["rows_taken"] * shards.seq_len - expected[label]) <= shards.seq_len, label
+        assert all(len(ids) == shards.seq_len for ids in table.column("input_ids").to_pylist())
+
+
+def test_rows_are_drawn_without_replacement_then_repeated_up_to_the_cap(mixtures, udhr_packed_shards):
+    manifest = json.loads((mixtures / "workers-1" / "decay" / "manifest.json").read_text())
+    table = pq.read_table(mixtures / "workers-1" / "decay" / "train")
+    taken = collections.defaultdict(collections.Counter)
+    for language, ids in zip(table.column("language").to_pylist(), table.column("input_ids").to_pylist()):
+        taken[language][tuple(ids)] += 1
+    repeated = capped = 0
+    for language, uses in taken.items():
+        available = source_rows(udhr_packed_shards, language)
+        rows, n = manifest["languages"][language]["rows_taken"], len(available)
+        assert set(uses) <= set(available)  # rows copied unchanged from the language's own shards
+        # Whole epochs first: every row used ⌊rows/n⌋ or ⌊rows/n⌋ + 1 times, never above the 2.5-epoch cap.
+        assert set(uses.values()) <= {rows // n, rows // n + 1} - {0}
+        assert max(uses.values()) <= math.ceil(2.5) and rows <= math.floor(2.5 * n)
+        if rows < n:
+            assert len(uses) == rows  # no repetition before the language runs out
+        repeated += rows > n
+        capped += manifest["languages"][language]["shortfall_tokens"] > 0
+    assert repeated and capped  # the schedule does exercise repetition and the cap
+
+
+def test_same_seed_same_output_for_1_and_2_workers(mixtures):
+    one, two = mixtures / "workers-1", mixtures / "workers-2"
+    files = sorted(path.relative_to(one) for path in one.rglob("*") if path.is_file())
+    assert files == sorted(path.relative_to(two) for path in two.rglob("*") if path.is_file())
+    assert len([path for path in files if path.suffix == ".parquet"]) > 2  # several key ranges were written
+    for path in files:
+        assert (one / path).read_bytes() == (two / path).read_bytes(), path
+    schemas = {pq.read_schema(one / path) for path in files if path.suffix == ".parquet"}
+    assert len(schemas) == 1 and next(iter(schemas)).names == ["input_ids", "document_lengths", "language"]
+    languages = pq.read_table(one / "pretrain" / "train").column("language").to_pylist()
+    assert languages != sorted(languages) and len(set(languages[:30])) >= 4  # shuffled across languages
+
+
+def test_another_seed_gives_another_order(mixtures, udhr_packed_shards, schedule_file, tmp_path):
+    assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--phase", "pretrain", "--seed", 8,
+               "--rows-per-file", 150, "--output", tmp_path / "seed-8") == 0
+    seven = pq.read_table(mixtures / "workers-1" / "pretrain" / "train")
+    eight = pq.read_table(tmp_path / "seed-8" / "pretrain" / "train")
+    assert seven.num_rows == eight.num_rows
+    assert seven.column("input_ids").to_pylist() != eight.column("input_ids").to_pylist()
+    assert not (tmp_path / "seed-8" / "decay").exists() and (tmp_path / "seed-8" / "_SUCCESS").exists()
+
+
+def test_dry_run_prints_the_budget_table_and_writes_no_data(udhr_packed_shards, schedule_file, tmp_path, capsys):
+    assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--dry-run", "--plot",
+               tmp_path / "mix.png", "--output", tmp_path / "out") == 0
+    printed = capsys.readouterr().out
+    assert "phase pretrain: τ 0.7" in printed and "phase decay: τ 0.3" in printed
+    assert all(f"\n{label} " in printed for label in DECAY)
+    assert (tmp_path / "mix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "out").exists()
+
+
+def _schedule_entries(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())["phases"]
+
+
+@pytest.mark.parametrize("phase, message", [
+    ({"name": "p", "temperature": 0.5, "languages": ["eng_Latn", "xx_Nope"], "budget": 1000}, "unknown languages"),
+    ({"name": "p", "temperature": 0, "languages": ["eng_Latn"], "budget": 1000}, "temperature"),
+    ({"name": "p", "temperature": -0.7, "languages": ["eng_Latn"], "budget": 1000}, "temperature"),
+    ({"name": "p", "temperature": 0.5, "languages": [], "budget": 1000}, "no languages"),
+    ({"name": "p", "temperature": 0.5, "languages": ["eng_Latn"]}, "no token budget"),
+    ({"name": "p", "temperature": 0.5, "languages": ["kin_Latn"], "budget": 1000}, "none of its 1 languages"),
+])
+def test_bad_schedules_fail_clearly_and_write_nothing(phase, message, udhr_packed_shards, tmp_path, capsys):
+    schedule = write_schedule(tmp_path / "bad.yaml", [phase])
+    assert mix("--shards", udhr_packed_shards, "--schedule", schedule, "--output", tmp_path / "out") == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unusable_arguments_exit_2(udhr_packed_shards, schedule_file, tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--output", tmp_path / "taken") == 2
+    assert "already exists" in capsys.readouterr().err
+    assert mix("--shards", tmp_path / "nowhere", "--budget", "1M", "--output", tmp_path / "out") == 2
+    assert "shards directory not found" in capsys.readouterr().err
+    assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--phase", "warmup", "--dry-run") == 2
+    assert "no phase named 'warmup'" in capsys.readouterr().err
+    assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file) == 2
+    assert "--output is required" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # --overwrite replaces the old directory as a whole.
+    (tmp_path / "taken" / "stale.txt").write_text("old run")
+    assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--phase", "pretrain", "--overwrite",
+               "--output", tmp_path / "taken") == 0
+    assert sorted(path.name for path in (tmp_path / "taken").iterdir()) == ["_SUCCESS", "pretrain"]

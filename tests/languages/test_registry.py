@@ -41,8 +41,11 @@ def test_script_hint_picks_among_a_languages_scripts():
     assert normalize("sr", script="Cyrl") == "srp_Cyrl"
     assert normalize("__label__sr", script=dominant_script("Сва људска бића рађају се слободна")) == "srp_Cyrl"
     assert normalize("__label__sr", script=dominant_script("Sva ljudska bića rađaju se slobodna")) == "srp_Latn"
-    # a hint the language has no data for falls back to its main script
-    assert normalize("fr", script="Cyrl") == "fra_Latn"
+    # the text's script wins, also where FineWeb-2 has no data in it (Chakma UDHR; French mislabelled Cyrillic text)
+    assert normalize("ccp", script="Cakm") == "ccp_Cakm"
+    assert normalize("fr", script="Cyrl") == "fra_Cyrl"
+    assert normalize("fr", script="Zyyy") == "fra_Latn"
+    assert normalize("ko", script="Hani") == "kor_Hang"
     # Japanese kana/kanji and Chinese simplified/traditional meet FineWeb-2's combined codes
     assert normalize("ja", script="Hira") == "jpn_Jpan"
     assert normalize("zh", script="Hant") == "cmn_Hani"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One GPU session, one script: environment check, the training-throughput benchmark, then the GPU-only tests.
+#
+#   bash bench/gpu_session.sh        # from the repository root; results under $OUT (else bench/results/)
+#
+# The GPU machine has no network. When .whl/ holds wheels (bench/fetch_gpu_wheels.sh prepares them; carry ".whl"),
+# what is missing is installed offline first: transformers (for the baseline), liger-kernel (optional fused loss).
+# Budget (one device call of at most 600 s): the benchmark stops starting configurations after 280 s and is killed
+# at 410 s; the GPU tests get 160 s.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench/results}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"  # on the lent GPU machines, python3 is the one that holds PyTorch
+
+echo "== environment"
+date -u
+"$PY" -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null || true
+"$PY" -m pip list 2>/dev/null \
+    | grep -iE '^(torch|triton|transformers|tokenizers|safetensors|liger.kernel|flash.attn|pytest) ' || true
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+    echo "== installing carried wheels (offline)"
+    for package in transformers liger-kernel; do
+        module="${package//-/_}"
+        "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)" 2>/dev/null \
+            || "$PY" -m pip install -q --no-index --find-links .whl "$package" 2>&1 | tail -3
+    done
+fi
+
+echo "== benchmark"
+timeout "${BENCH_KILL_S:-410}" "$PY" bench/train_throughput.py --budget-s "${BENCH_BUDGET_S:-280}" --output "$OUT/train_throughput.json" 2>&1 \
+    | tee "$OUT/train_throughput.log"
+echo "benchmark exit status: ${PIPESTATUS[0]}"
+
+echo "== GPU tests (attention paths, compiled FlexAttention model vs naive, chunked/liger loss under bf16)"
+if "$PY" -c "import pytest" 2>/dev/null; then
+    # --noconftest: the suite-wide conftest needs the corpus stack (pyarrow, …), which these tests do not.
+    timeout "${GPU_TESTS_S:-160}" "$PY" -m pytest -q -m gpu --noconftest -p no:cacheprovider \
+        tests/training/test_attention.py tests/training/test_model.py 2>&1 | tee "$OUT/gpu_tests.log"
+else
+    echo "pytest not installed: GPU tests not run" | tee "$OUT/gpu_tests.log"
+fi

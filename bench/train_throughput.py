@@ -1,0 +1,499 @@
+"""Training-step throughput on one GPU: this project's fast path next to transformers' ModernBertForMaskedLM.
+
+In: nothing but a device (random tokens, packed like real shards: several `[CLS] … [SEP]` documents per row, 30 %
+masking). Out: a markdown table on stdout and JSON (+ the same table as .md) at --output (default
+`$OUT/train_throughput.json`, else bench/results/train_throughput.json).
+
+Per model (mmbert-base, mmbert-small) and shape (1024 x 32, 8192 x 4), each implementation trains a few steps:
+- `ours`: regional torch.compile (each block, the embeddings and the head), FlexAttention with document +
+  sliding-window block masks, sparse prediction at a fixed capacity (no host sync), chunked fused cross-entropy,
+  fused AdamW, bf16 autocast. `ours-eager`: the same without torch.compile; `ours-liger`: liger-kernel's loss.
+- `hf-sdpa`: transformers' ModernBertForMaskedLM (sdpa attention, sparse_prediction=True), bf16 autocast, fused AdamW.
+- `hf-compiled`: the same under torch.compile (whole model).
+The first step (compilation included) is timed apart from the timed steps; no host sync happens between timed steps.
+
+Model FLOPs per step (the same useful work for every implementation, so TFLOP/s ratios equal speed ratios):
+  6 · L · H · (4H + 3I) · tokens          encoder matmuls (Wqkv 3H², Wo H², GeGLU in 2HI, out IH), fwd + bwd
++ 6 · (H² + V·H) · predicted tokens      head dense + decoder, only where a label exists (sparse prediction)
++ 12 · H · Σ_layers allowed (q, k) pairs  attention scores and values (4·H per pair forward, x3 with backward),
+                                          pairs counted from the actual document + window masks
+MFU = model TFLOP/s / a bf16 matmul ceiling measured in the same run (8192³ matmuls).
+
+GPU:  python bench/train_throughput.py                       (bench/gpu_session.sh runs it with the checks)
+CPU smoke (seconds, used by the tests):  python bench/train_throughput.py --device cpu --tiny --output /tmp/t.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from training import attention as attention_paths  # noqa: E402
+from training.batches import random_packed_batch  # noqa: E402
+from training.loss import liger_available  # noqa: E402
+from training.model import MaskedLM, ModelConfig, positions_from_document_ids  # noqa: E402
+
+MASK_ID, FIRST_REGULAR_ID = 4, 5
+GPU_IMPLS = ("ours", "hf-sdpa", "hf-compiled")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__[__doc__.index("GPU:"):],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--tiny", action="store_true", help="CPU smoke test: the tiny model, 2 x 128 tokens, 2 steps")
+    p.add_argument("--models", default="mmbert-base,mmbert-small")
+    p.add_argument("--vocab-size", type=int, default=None, help="override the models' 256k vocabulary")
+    p.add_argument("--shapes", default="1024x32,8192x4", help="seq_len x batch, comma-separated")
+    p.add_argument("--impls", default=None,
+                   help=f"default on CUDA: {','.join(GPU_IMPLS)} (+ ours-liger when installed); "
+                        "on CPU: ours-eager,hf-sdpa")
+    p.add_argument("--attention", default="auto", help="path for ours: auto (flex on CUDA), flex, flash, sdpa")
+    p.add_argument("--compile", default="blocks", choices=["blocks", "whole"], help="how `ours` is compiled")
+    p.add_argument("--isolate-flex", action="store_true",
+                   help="compile FlexAttention apart from the blocks (the fallback the numerics check switches to)")
+    p.add_argument("--loss-chunk", type=int, default=4096, help="rows per cross-entropy chunk")
+    p.add_argument("--mask-rate", type=float, default=0.3)
+    p.add_argument("--mean-doc-len", type=int, default=400, help="mean document length of the random packing")
+    p.add_argument("--warmup", type=int, default=4,
+                   help="untimed steps, the first one compiles; 4 = every distinct batch is seen before timing")
+    p.add_argument("--steps", type=int, default=8, help="timed steps")
+    p.add_argument("--budget-s", type=float, default=400, help="skip configurations that would start after this")
+    p.add_argument("--no-numerics", action="store_true")
+    p.add_argument("--output", default=None)
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.models, args.shapes, args.warmup, args.steps = "tiny", "128x2", 1, 2
+        args.vocab_size = args.vocab_size or 4096
+    if args.impls is None:
+        impls = list(GPU_IMPLS) if args.device.startswith("cuda") else ["ours-eager", "hf-sdpa"]
+        if args.device.startswith("cuda") and liger_available():
+            impls.insert(1, "ours-liger")
+        args.impls = ",".join(impls)
+    if args.output is None:
+        base = Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "bench" / "results"
+        args.output = str(base / "train_throughput.json")
+    return args
+
+
+# --- environment and the ceiling -----------------------------------------------------------------------------------
+
+
+def environment(device: torch.device) -> dict:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device)}
+    if device.type == "cuda":
+        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                   gpu_memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1))
+    for package in ("transformers", "liger_kernel", "flash_attn", "triton"):
+        try:
+            env[package] = __import__(package).__version__
+        except Exception:  # noqa: BLE001 - absent or broken: recorded, not fatal
+            env[package] = None
+    return env
+
+
+def matmul_ceiling_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    n, reps = (8192, 30) if device.type == "cuda" else (512, 3)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e12
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- batches and FLOPs ---------------------------------------------------------------------------------------------
+
+
+def make_batches(config: ModelConfig, seq_len: int, batch_size: int, args, device, count: int = 4) -> list[dict]:
+    """`count` distinct masked batches, built on the CPU and moved to the device before any timing."""
+    g = torch.Generator().manual_seed(1234 + seq_len + batch_size)
+    batches = []
+    for _ in range(count):
+        input_ids, document_ids = random_packed_batch(batch_size, seq_len, config.vocab_size, g,
+                                                      mean_document_length=args.mean_doc_len)
+        maskable = input_ids >= FIRST_REGULAR_ID
+        chosen = maskable & (torch.rand(input_ids.shape, generator=g) < args.mask_rate)
+        labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+        inputs = torch.where(chosen, torch.full_like(input_ids, MASK_ID), input_ids)
+        batches.append({
+            "input_ids": inputs, "document_ids": document_ids, "labels": labels,
+            "position_ids": positions_from_document_ids(document_ids), "predicted": int(chosen.sum()),
+        })
+    n = seq_len * batch_size
+    # A fixed gather capacity keeps shapes static: mean + 6 sigma of the masked count, rounded up to 256 rows.
+    capacity = math.ceil((args.mask_rate * n + 6 * math.sqrt(n) + 1) / 256) * 256
+    assert all(b["predicted"] <= capacity for b in batches), "capacity below a batch's masked count"
+    for b in batches:
+        b["capacity"] = min(capacity, n)
+        for key in ("input_ids", "document_ids", "labels", "position_ids"):
+            b[key] = b[key].to(device)
+    return batches
+
+
+def attention_pairs(document_ids: torch.Tensor, window_half: int) -> tuple[int, int]:
+    """Allowed (query, key) pairs in a batch for a global and for a local layer."""
+    global_pairs = local_pairs = 0
+    for row in document_ids.cpu().tolist():
+        lengths, current, run = [], None, 0
+        for d in row:
+            if d != current and run:
+                lengths.append(run)
+                run = 0
+            current, run = d, run + 1
+        lengths.append(run)
+        for n in lengths:
+            global_pairs += n * n
+            w = min(window_half, n - 1)
+            local_pairs += n * (2 * w + 1) - w * (w + 1)  # n·(2w+1) minus the window parts past both ends
+    return global_pairs, local_pairs
+
+
+def model_flops(config: ModelConfig, batch: dict) -> float:
+    H, I, L, V = config.hidden_size, config.intermediate_size, config.num_layers, config.vocab_size
+    tokens = batch["input_ids"].numel()
+    g_pairs, l_pairs = attention_pairs(batch["document_ids"], config.window_half)
+    n_global = sum(config.is_global(i) for i in range(L))
+    pairs = n_global * g_pairs + (L - n_global) * l_pairs
+    return 6 * L * H * (4 * H + 3 * I) * tokens + 6 * (H * H + V * H) * batch["predicted"] + 12 * H * pairs
+
+
+# --- implementations ------------------------------------------------------------------------------------------------
+
+
+def build(impl: str, config: ModelConfig, device: torch.device, args):
+    """→ (the module that trains, run(batch) → loss, step(batch) → loss after an optimizer step, the autocast
+    context). Everything on `device`."""
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    if impl.startswith("ours"):
+        with device:
+            model = MaskedLM(config)
+        forward = model
+        if impl in ("ours", "ours-liger"):
+            forward = compile_model(model, args.compile)
+        loss_impl = "liger" if impl == "ours-liger" else "chunked"
+
+        def run(b):
+            return forward(b["input_ids"], b["document_ids"], b["labels"], attention=args.attention,
+                           max_predictions=b["capacity"], loss_chunk_size=args.loss_chunk, loss_impl=loss_impl).loss
+    elif impl.startswith("hf"):
+        model = build_hf(config, device)
+        forward = torch.compile(model) if impl == "hf-compiled" else model
+
+        def run(b):
+            return forward(input_ids=b["input_ids"], position_ids=b["position_ids"], labels=b["labels"]).loss
+    else:
+        raise ValueError(f"unknown implementation {impl!r}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=1e-5,
+                                  fused=device.type == "cuda")
+
+    def step(b):
+        with autocast:
+            loss = run(b)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return model, run, step, autocast
+
+
+def compile_model(model: MaskedLM, how: str):
+    """Regional compilation (torchtitan's recipe): each block compiles once per kind, so compile time stays short."""
+    if how == "whole":
+        return torch.compile(model, dynamic=False)
+    for block in model.layers:
+        block.compile(dynamic=False)
+    model.embeddings.compile(dynamic=False)
+    model.head.compile(dynamic=False)
+    return model
+
+
+def build_hf(config: ModelConfig, device: torch.device):
+    from transformers import AutoModelForMaskedLM, ModernBertConfig
+
+    from training.hf import hf_config
+
+    values = {k: v for k, v in hf_config(config).items() if k not in ("architectures", "model_type", "torch_dtype")}
+    hf_cfg = ModernBertConfig(**values, sparse_prediction=True, reference_compile=False)
+    with device:
+        return AutoModelForMaskedLM.from_config(hf_cfg, attn_implementation="sdpa")
+
+
+# --- one configuration -----------------------------------------------------------------------------------------------
+
+
+def run_config(impl, name, seq_len, batch_size, args, device, numerics: bool) -> dict:
+    """One (implementation, model, shape): a result dict whatever happens (OOM and errors are recorded)."""
+    result = {"model": name, "seq_len": seq_len, "batch": batch_size, "impl": impl, "status": "ok"}
+    if impl.startswith("ours"):
+        result["flex_isolated"] = attention_paths.ISOLATE_FLEX
+    try:
+        _measure(result, impl, name, seq_len, batch_size, args, device, numerics)
+    except torch.OutOfMemoryError:
+        result["status"] = "oom"
+    except Exception as err:  # noqa: BLE001 - one broken configuration must not end the run
+        result["status"] = f"error: {type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+        result["traceback"] = traceback.format_exc()[-3000:]
+    # Everything of this run is unreachable now (the exception and its frames included): free it for the next.
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()
+    return result
+
+
+def _measure(result: dict, impl, name, seq_len, batch_size, args, device, numerics: bool) -> None:
+    config = ModelConfig.named(name, **({"vocab_size": args.vocab_size} if args.vocab_size else {}))
+    if impl.startswith("hf") and environment_cache["transformers"] is None:
+        result["status"] = "skipped: transformers not installed"
+        return
+    if impl == "ours-liger" and not liger_available():
+        result["status"] = "skipped: liger-kernel not installed"
+        return
+    batches = make_batches(config, seq_len, batch_size, args, device)
+    result["docs_per_row"] = round(float((batches[0]["document_ids"].amax(1) + 1).float().mean()), 2)
+    result["model_flops_per_step"] = sum(model_flops(config, b) for b in batches) / len(batches)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model, run, step, autocast = build(impl, config, device, args)
+    result["params"] = sum(p.numel() for p in model.parameters())
+    start = time.perf_counter()
+    losses = [step(batches[0])]
+    sync(device)
+    result["first_step_s"] = round(time.perf_counter() - start, 2)  # compilation included
+    for i in range(1, args.warmup):
+        losses.append(step(batches[i % len(batches)]))
+    if device.type == "cuda":
+        result["host_syncs_per_step"] = count_host_syncs(lambda: step(batches[1]))
+    graphs_before = unique_graphs()
+    sync(device)
+    start = time.perf_counter()
+    for i in range(args.steps):
+        losses.append(step(batches[i % len(batches)]))
+    sync(device)
+    elapsed = time.perf_counter() - start
+    result["graphs_compiled_while_timed"] = unique_graphs() - graphs_before  # > 0 means recompiles: a bug
+    losses = torch.stack(losses).float().cpu()
+    result.update(
+        ms_per_step=round(1000 * elapsed / args.steps, 2),
+        tokens_per_s=round(seq_len * batch_size * args.steps / elapsed),
+        model_tflops=round(result["model_flops_per_step"] * args.steps / elapsed / 1e12, 3),
+        first_loss=round(float(losses[0]), 4), last_loss=round(float(losses[-1]), 4),
+        finite=bool(torch.isfinite(losses).all()),
+    )
+    if device.type == "cuda":
+        result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    if numerics:
+        result["numerics"] = numerics_check(model, run, autocast, batches[0], args)
+
+
+def count_host_syncs(step) -> int | None:
+    """Run one step with CUDA's sync debug mode on and count the synchronisations it reports."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def unique_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def numerics_check(model: MaskedLM, fast_run, autocast, batch: dict, args) -> dict:
+    """The fast path's loss and gradients against the reference path (fp32, sdpa dense masks, plain cross-entropy)
+    on the same batch and weights; the reference runs 4 rows at a time and sums, which is the same arithmetic."""
+    model.zero_grad(set_to_none=True)
+    with autocast:
+        fast_loss = fast_run(batch)
+    fast_loss.backward()
+    fast = {n: p.grad.detach().float().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    total = int((batch["labels"] != -100).sum())
+    ref_loss = 0.0
+    with eager_only():  # the reference runs the plain modules, not their compiled versions
+        for start in range(0, batch["input_ids"].shape[0], 4):
+            rows = slice(start, start + 4)
+            out = model(batch["input_ids"][rows], batch["document_ids"][rows], batch["labels"][rows],
+                        attention="sdpa", loss_impl="plain")
+            part = out.loss * out.num_predicted / total
+            part.backward()
+            ref_loss += float(part.detach())
+    ref = {n: p.grad.detach().float() for n, p in model.named_parameters() if p.grad is not None}
+    diff_sq = sum(float((fast[n] - ref[n]).pow(2).sum()) for n in ref)
+    ref_sq = sum(float(ref[n].pow(2).sum()) for n in ref)
+    cosines = {n: float(torch.nn.functional.cosine_similarity(fast[n].flatten(), ref[n].flatten(), dim=0))
+               for n in ref if ref[n].abs().sum() > 0}
+    worst = min(cosines, key=cosines.get)
+    model.zero_grad(set_to_none=True)
+    report = {
+        "fast_loss": round(float(fast_loss.detach()), 5), "reference_loss": round(ref_loss, 5),
+        "loss_rel_diff": abs(float(fast_loss.detach()) - ref_loss) / abs(ref_loss),
+        "grad_rel_l2": math.sqrt(diff_sq / ref_sq), "worst_grad_cosine": round(cosines[worst], 5),
+        "worst_grad_param": worst,
+        "tolerance": {"loss_rel_diff": 5e-3, "grad_rel_l2": 5e-2, "worst_grad_cosine": 0.95},
+    }
+    report["passed"] = (report["loss_rel_diff"] <= 5e-3 and report["grad_rel_l2"] <= 5e-2
+                        and report["worst_grad_cosine"] >= 0.95)
+    return report
+
+
+def needs_isolation(result: dict, device: torch.device) -> bool:
+    numerics = result.get("numerics")
+    return (numerics is not None and not numerics["passed"] and device.type == "cuda"
+            and result["impl"] == "ours" and not attention_paths.ISOLATE_FLEX)
+
+
+def eager_only():
+    """Run compiled modules as plain eager code (torch >= 2.6), for the reference side of the numerics check."""
+    if hasattr(torch.compiler, "set_stance"):
+        return torch.compiler.set_stance("force_eager")
+    return contextlib.nullcontext()
+
+
+environment_cache: dict = {}
+
+
+# --- report -----------------------------------------------------------------------------------------------------------
+
+
+def markdown(results: list[dict], env: dict, ceiling: float) -> str:
+    lines = [
+        f"Device: {env.get('gpu', env['device'])}; torch {env['torch']}, transformers {env.get('transformers')}, "
+        f"liger-kernel {env.get('liger_kernel')}, flash-attn {env.get('flash_attn')}; "
+        f"measured matmul ceiling {ceiling:.3g} TFLOP/s (bf16 on GPU).",
+        "",
+        "| model | seq x batch | impl | tokens/s | model TFLOP/s | MFU | peak GiB | ms/step | first step s "
+        "| vs hf-sdpa | vs hf-compiled | status |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    by_key = {(r["model"], r["seq_len"], r["impl"]): r for r in results}
+    for r in results:
+        def ratio(other):
+            base = by_key.get((r["model"], r["seq_len"], other), {})
+            if r.get("tokens_per_s") and base.get("tokens_per_s"):
+                return f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x"
+            return ""
+        tflops = r.get("model_tflops")
+        mfu = f"{100 * tflops / ceiling:.1f}%" if tflops is not None else ""
+        label = r["impl"] + (" (flex isolated)" if r.get("flex_isolated") else "")
+        lines.append(
+            f"| {r['model']} | {r['seq_len']}x{r['batch']} | {label} | {r.get('tokens_per_s', '')} | "
+            f"{'' if tflops is None else tflops} | {mfu} | {r.get('peak_memory_gib', '')} | "
+            f"{r.get('ms_per_step', '')} | "
+            f"{r.get('first_step_s', '')} | {ratio('hf-sdpa')} | {ratio('hf-compiled')} | {r['status']} |"
+        )
+    for r in results:
+        if "numerics" in r:
+            n = r["numerics"]
+            lines.append(
+                f"\nNumerics ({r['model']} {r['seq_len']}x{r['batch']}, {r['impl']} vs fp32 sdpa reference): "
+                f"loss {n['fast_loss']} vs {n['reference_loss']} (rel {n['loss_rel_diff']:.2e}), gradient rel L2 "
+                f"{n['grad_rel_l2']:.2e}, worst cosine {n['worst_grad_cosine']} ({n['worst_grad_param']}): "
+                f"{'PASS' if n['passed'] else 'FAIL'}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plan(models: list[str], shapes: list[tuple[int, int]], impls: list[str]) -> list[tuple]:
+    """Run order by priority, so a time budget cuts the least important runs: every configuration's own path and
+    the eager baseline first (the first configuration also gets the compiled baseline), then liger at the first
+    configuration, then the compiled baseline of the others (its compilation is the slowest part of the run)."""
+    configs = [(m, s) for m in models for s in shapes]
+    first = [(*configs[0], impl) for impl in impls if impl != "ours-liger"]
+    rest = [(*c, impl) for c in configs[1:] for impl in impls if impl not in ("ours-liger", "hf-compiled")]
+    liger = [(*configs[0], "ours-liger")] if "ours-liger" in impls else []
+    late = [(*c, "hf-compiled") for c in configs[1:] if "hf-compiled" in impls]
+    return first + rest + liger + late
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    # Each block kind x shape is one cache entry; a higher limit keeps a surprise from silently falling back to eager.
+    if hasattr(torch._dynamo.config, "recompile_limit"):
+        torch._dynamo.config.recompile_limit = 64
+    else:
+        torch._dynamo.config.cache_size_limit = 64
+    attention_paths.ISOLATE_FLEX = args.isolate_flex
+    env = environment(device)
+    environment_cache.update(env)
+    ceiling = matmul_ceiling_tflops(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    print(f"# {env}\n# matmul ceiling {ceiling:.3g} TFLOP/s", flush=True)
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+    impls = args.impls.split(",")
+    models, order = args.models.split(","), {impl: i for i, impl in enumerate(impls)}
+    command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    began, results, numerics_done = time.perf_counter(), [], args.no_numerics
+
+    def write_report() -> str:
+        """Rewritten after every configuration, so a run killed by its time limit still leaves its results."""
+        ordered = sorted(results, key=lambda r: (models.index(r["model"]), r["seq_len"], order[r["impl"]]))
+        table = markdown(ordered, env, ceiling)
+        report = {"command": command, "environment": env, "matmul_ceiling_tflops": round(ceiling, 1),
+                  "flop_formula": FLOP_FORMULA, "total_s": round(time.perf_counter() - began, 1), "results": ordered}
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        output.with_suffix(".md").write_text(table, encoding="utf-8")
+        return table
+
+    output = Path(args.output)
+    for name, (seq_len, batch_size), impl in plan(models, shapes, impls):
+        if time.perf_counter() - began > args.budget_s:
+            result = {"model": name, "seq_len": seq_len, "batch": batch_size, "impl": impl,
+                      "status": "skipped: time budget"}
+        else:
+            check = not numerics_done and impl in ("ours", "ours-eager")
+            result = run_config(impl, name, seq_len, batch_size, args, device, check)
+            numerics_done = numerics_done or ("numerics" in result)
+            if needs_isolation(result, device):
+                # The fused block failed the reference: record it, then measure with FlexAttention compiled apart.
+                results.append(result)
+                attention_paths.ISOLATE_FLEX = True
+                result = run_config(impl, name, seq_len, batch_size, args, device, True)
+        results.append(result)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("traceback", "numerics")}), flush=True)
+        if "traceback" in result:
+            print(result["traceback"], file=sys.stderr, flush=True)
+        table = write_report()
+    print("\n" + table)
+    print(f"wrote {output} and {output.with_suffix('.md')}")
+    checks = [r["numerics"]["passed"] for r in results if "numerics" in r]
+    return 0 if not checks or checks[-1] else 1  # the last check is the one the reported `ours` numbers rest on
+
+
+FLOP_FORMULA = ("6*L*H*(4H+3I)*tokens + 6*(H^2+V*H)*predicted_tokens + 12*H*sum_layers(allowed (q,k) pairs under the "
+                "document (+ window on local layers) mask); same useful FLOPs for every implementation")
+
+if __name__ == "__main__":
+    sys.exit(main())

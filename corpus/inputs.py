@@ -1,0 +1,196 @@
+"""Input files → records: WARC/WARC.gz (fastwarc), WET, JSONL(.gz) and Parquet text, on any Beam filesystem.
+
+In: paths, globs, or manifests listing paths (like Common Crawl's `warc.paths.gz`); `resolve_inputs` expands them
+on the submitting machine and fails with a UsageError when one matches nothing. Out, per file (`read_records`):
+record dicts (`id`, `url`, `date`, `payload`, `content_type`, `charset`, `kind` "html"/"text", or `text` directly for
+JSONL/Parquet) and `Removed` entries for what cannot be used (non-response records, HTTP errors, truncated records,
+oversized pages, unreadable files). A file that breaks midway yields what it had, then one removal; never an error.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from datetime import datetime
+from typing import Iterable, Iterator
+
+from corpus.records import Removed
+from mmbert.errors import UsageError
+
+WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".arc.gz")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+PARQUET_SUFFIXES = (".parquet",)
+MANIFEST_NAME_HINTS = (".paths", ".paths.gz", ".txt", ".txt.gz")
+DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
+
+
+def input_format(path: str) -> str:
+    name = path.lower()
+    for fmt, suffixes in (("warc", WARC_SUFFIXES), ("jsonl", JSONL_SUFFIXES), ("parquet", PARQUET_SUFFIXES)):
+        if name.endswith(suffixes):
+            return fmt
+    raise UsageError(f"{path}: unknown input format (expected one of "
+                     f"{', '.join(WARC_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES)})")
+
+
+def _open(path: str):
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def read_manifest(path: str) -> list[str]:
+    """Non-empty, non-comment lines of a (possibly gzipped) manifest file."""
+    with _open(path) as handle:
+        data = handle.read()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    lines = (line.strip() for line in data.decode("utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def resolve_inputs(patterns: Iterable[str], manifests: Iterable[str] = ()) -> list[str]:
+    """Every file named by the patterns and manifests, sorted and de-duplicated; UsageError for an empty match."""
+    from apache_beam.io.filesystems import FileSystems
+
+    patterns = list(patterns)
+    for manifest in manifests:
+        try:
+            patterns.extend(read_manifest(manifest))
+        except (OSError, UnicodeDecodeError, Exception) as error:  # Beam wraps missing files in its own errors
+            raise UsageError(f"cannot read manifest {manifest}: {error}") from None
+    if not patterns:
+        raise UsageError("no input given: pass --input PATH/GLOB or --manifest FILE")
+    paths: set[str] = set()
+    for pattern in patterns:
+        try:
+            matches = FileSystems.match([pattern])[0].metadata_list
+        except Exception as error:
+            raise UsageError(f"cannot list {pattern}: {error}") from None
+        files = [m.path for m in matches if not m.path.endswith("/")]
+        if not files:
+            raise UsageError(f"input {pattern} matches no file")
+        paths.update(files)
+    for path in paths:
+        input_format(path)
+    return sorted(paths)
+
+
+def iso_date(value) -> str:
+    """ISO 8601 for a WARC date or datetime; '' when it cannot be read (ClueWeb writes days like '2008-10-294')."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value).strip()
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).isoformat()
+    except ValueError:
+        return ""
+
+
+def read_warc(path: str, handle, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Iterator[dict | Removed]:
+    """Response (HTML) and conversion (WET text) records of one WARC file; removals for everything else."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    wanted = WarcRecordType.response | WarcRecordType.conversion | WarcRecordType.resource
+    try:
+        for record in ArchiveIterator(handle, parse_http=False, record_types=WarcRecordType.any_type):
+            if not record.record_type & wanted:
+                yield Removed("not_response", "read", record.content_length)
+                continue
+            if record.headers.get("Content-Length") is None:  # the file was cut inside this record's header
+                yield Removed("truncated_record", "read")
+                continue
+            record_id = record.record_id or ""
+            url = record.headers.get("WARC-Target-URI", "")
+            date = iso_date(record.headers.get("WARC-Date"))
+            if record.record_type == WarcRecordType.conversion:
+                kind, content_type, charset = "text", "text/plain", "utf-8"
+            else:
+                record.parse_http()
+                if not record.is_http or record.http_headers is None:
+                    yield Removed("not_http", "read", record.content_length)
+                    continue
+                status = record.http_headers.status_code
+                if status is None or not 200 <= status < 300:
+                    yield Removed("http_status", "read", record.content_length)
+                    continue
+                kind, content_type, charset = "html", record.http_content_type, record.http_charset
+            expected = record.content_length  # after parse_http: the payload's length
+            if expected > max_page_bytes:
+                record.reader.consume()
+                yield Removed("too_large", "read", expected)
+                continue
+            payload = record.reader.read(max_page_bytes + 1)
+            if len(payload) < expected:
+                yield Removed("truncated_record", "read", len(payload))
+                continue
+            yield {"id": record_id, "url": url, "date": date, "payload": payload, "content_type": content_type,
+                   "charset": charset, "kind": kind, "source": path}
+    except Exception:  # corrupt compression or framing: keep what was read, count the rest of the file once
+        yield Removed("corrupt_file", "read")
+
+
+def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Removed:
+    text = obj.get(text_field)
+    if not isinstance(text, str) or not text.strip():
+        return Removed("empty_text", "read")
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    date = obj.get("date") or metadata.get("date")
+    return {"id": str(obj.get("id") or f"{path}#{index}"), "url": str(obj.get("url") or metadata.get("url") or ""),
+            "date": iso_date(date) if date else "", "text": text, "source": path}
+
+
+def read_jsonl(path: str, handle, text_field: str = "text") -> Iterator[dict | Removed]:
+    stream = gzip.GzipFile(fileobj=handle) if path.lower().endswith(".gz") else handle
+    index = 0
+    try:
+        for index, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8", errors="strict")):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                yield Removed("bad_json", "read", len(line))
+                continue
+            yield _document(obj, path, index, text_field) if isinstance(obj, dict) else Removed("bad_json", "read")
+    except (OSError, EOFError, UnicodeDecodeError):
+        yield Removed("corrupt_file", "read")
+
+
+def read_parquet(path: str, handle, text_field: str = "text") -> Iterator[dict | Removed]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(handle)
+        if text_field not in parquet.schema_arrow.names:
+            yield Removed("no_text_column", "read")
+            return
+        index = 0
+        for batch in parquet.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                yield _document(row, path, index, text_field)
+                index += 1
+    except Exception:
+        yield Removed("corrupt_file", "read")
+
+
+def read_records(path: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+                 text_field: str = "text") -> Iterator[dict | Removed]:
+    """Everything in one input file, as records and removals; never raises for a bad file."""
+    fmt = input_format(path)
+    try:
+        handle = _open(path)
+    except Exception:
+        yield Removed("unreadable_file", "read")
+        return
+    with handle:
+        if fmt == "warc":
+            yield from read_warc(path, handle, max_page_bytes)
+        elif fmt == "jsonl":
+            yield from read_jsonl(path, handle, text_field)
+        else:
+            yield from read_parquet(path, handle, text_field)

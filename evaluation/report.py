@@ -1,0 +1,251 @@
+"""The human side of results: `report.md` and PNG plots for one model, and the side-by-side `compare` of several.
+
+In:  result rows (evaluation/results.py), the training schedule (which phase introduced each language) and the
+     amount of training data per language (the shards' token_counts.csv, else FineWeb-2's word counts).
+Out: report.md (a table per task, means, skipped rows with their reasons) and per headline metric three plots:
+     `<task>-<metric>-by-language.png` (sorted), `-by-phase.png` (grouped by the phase that introduced the language),
+     `-vs-data.png` (against training data, log scale). `compare` writes compare.csv, compare.md and
+     `compare-<task>-<metric>.png`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from evaluation.results import Result
+from mmbert.atomic import atomic_file, write_text_atomic
+
+# The metrics drawn, per task; lower is better for the ones in LOWER_IS_BETTER.
+HEADLINE_METRICS = {
+    "mlm": ("accuracy", "pseudo_perplexity"),
+    "retrieval": ("accuracy",),
+    "classification": ("accuracy", "zero_shot_accuracy"),
+    "fertility": ("tokens_per_word",),
+}
+LOWER_IS_BETTER = {"pseudo_perplexity", "tokens_per_word"}
+LOG_SCALE = {"pseudo_perplexity"}
+NOT_SCHEDULED = "not in schedule"
+
+
+def phase_of_languages(schedule_path: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """Label → the first phase that trains on it, and the phase names in order."""
+    from languages.schedule import load_schedule
+
+    phases = load_schedule(schedule_path)
+    first: dict[str, str] = {}
+    for phase in phases:
+        for language in phase.languages:
+            first.setdefault(language, phase.name)
+    return first, [phase.name for phase in phases]
+
+
+def training_data_amounts(shards: str | Path | None) -> tuple[dict[str, float], str]:
+    """Label → training tokens from SHARDS/token_counts.csv when given, else FineWeb-2 words from the registry."""
+    if shards is not None and (Path(shards) / "token_counts.csv").is_file():
+        from languages.sampling import read_counts_csv
+
+        return {k: float(v) for k, v in read_counts_csv(Path(shards) / "token_counts.csv").items()}, \
+            "training tokens (packed shards)"
+    from languages.registry import all_languages
+
+    return {language.code: float(language.words) for language in all_languages()}, "FineWeb-2 words"
+
+
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> None:
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+
+
+def _no_minor_labels(axis) -> None:
+    """Log axes over a narrow range label every minor tick, on top of each other; keep the major ones."""
+    from matplotlib.ticker import NullFormatter
+
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.yaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_sorted(values: dict[str, float], title: str, ylabel: str, path: Path, log: bool = False) -> None:
+    plt = _matplotlib()
+    ordered = sorted(values.items(), key=lambda item: (-item[1], item[0]))
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.14 * len(ordered) + 2), 4))
+    axis.bar(range(len(ordered)), [v for _, v in ordered], color="tab:blue")
+    axis.set_xticks(range(len(ordered)), [k for k, _ in ordered], rotation=90, fontsize=6)
+    axis.set(title=title, ylabel=ylabel, xlim=(-0.7, len(ordered) - 0.3))
+    if log:
+        axis.set_yscale("log")
+        _no_minor_labels(axis)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def plot_by_phase(values: dict[str, float], phase_of: dict[str, str], phases: list[str], title: str, ylabel: str,
+                  path: Path, log: bool = False) -> None:
+    plt = _matplotlib()
+    groups = [(name, [v for k, v in sorted(values.items()) if phase_of.get(k, NOT_SCHEDULED) == name])
+              for name in [*phases, NOT_SCHEDULED]]
+    groups = [(name, group) for name, group in groups if group]
+    figure, axis = plt.subplots(figsize=(1.6 * len(groups) + 2, 4))
+    axis.boxplot([g for _, g in groups], showfliers=False)
+    for position, (_, group) in enumerate(groups, start=1):  # every language as a point, spread for visibility
+        spread = [position + 0.25 * ((i % 9) / 8 - 0.5) for i in range(len(group))]
+        axis.scatter(spread, group, s=10, alpha=0.6, color="tab:blue")
+    axis.set_xticks(range(1, len(groups) + 1), [f"{name}\n({len(g)} languages)" for name, g in groups])
+    axis.set(title=title, ylabel=ylabel, xlabel="phase that introduced the language")
+    if log:
+        axis.set_yscale("log")
+        _no_minor_labels(axis)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def plot_vs_data(values: dict[str, float], amounts: dict[str, float], amount_label: str, title: str, ylabel: str,
+                 path: Path, log: bool = False) -> None:
+    plt = _matplotlib()
+    known = sorted(k for k in values if amounts.get(k, 0) > 0)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.scatter([amounts[k] for k in known], [values[k] for k in known], s=14, color="tab:blue")
+    for k in known if len(known) <= 40 else []:
+        axis.annotate(k, (amounts[k], values[k]), fontsize=6, alpha=0.7)
+    missing = len(values) - len(known)
+    axis.set(title=title + (f"\n({missing} languages without a data count not shown)" if missing else ""),
+             ylabel=ylabel, xlabel=amount_label)
+    if known:
+        axis.set_xscale("log")
+    if log:
+        axis.set_yscale("log")
+    _no_minor_labels(axis)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def headline_values(results: list[Result]) -> dict[tuple[str, str], dict[str, float]]:
+    """(task, metric) → {language: value} for the plotted metrics, ok rows only."""
+    values: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for result in results:
+        if result.ok and result.metric in HEADLINE_METRICS.get(result.task, ()):
+            values[(result.task, result.metric)][result.language] = result.value
+    return dict(values)
+
+
+def write_plots(results: list[Result], directory: Path, model: str, schedule: str | None,
+                shards: str | Path | None) -> list[str]:
+    """All plots of one model's results; returns the file names written."""
+    phase_of, phases = phase_of_languages(schedule)
+    amounts, amount_label = training_data_amounts(shards)
+    written = []
+    for (task, metric), values in sorted(headline_values(results).items()):
+        log = metric in LOG_SCALE
+        label = f"{metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)"
+        stem = f"{task}-{metric}"
+        plot_sorted(values, f"{model}: {task} {metric} per language", label, directory / f"{stem}-by-language.png", log)
+        plot_by_phase(values, phase_of, phases, f"{model}: {task} {metric} by phase", label,
+                      directory / f"{stem}-by-phase.png", log)
+        plot_vs_data(values, amounts, amount_label, f"{model}: {task} {metric} vs training data", label,
+                     directory / f"{stem}-vs-data.png", log)
+        written += [f"{stem}-by-language.png", f"{stem}-by-phase.png", f"{stem}-vs-data.png"]
+    return written
+
+
+def _format(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def write_report(results: list[Result], directory: Path, model: str, settings: dict, plots: list[str]) -> None:
+    lines = [f"# Evaluation of {model}", ""]
+    lines += [f"- {key}: {value}" for key, value in settings.items()]
+    by_task: dict[str, list[Result]] = defaultdict(list)
+    for result in results:
+        by_task[result.task].append(result)
+    for task, rows in by_task.items():
+        metrics = list(dict.fromkeys(r.metric for r in rows))
+        ok = [r for r in rows if r.ok]
+        lines += ["", f"## {task}", ""]
+        for metric in metrics:
+            values = [r.value for r in ok if r.metric == metric]
+            if values:
+                lines.append(f"- mean {metric} over {len(values)} languages: {statistics.fmean(values):.4g}")
+        if task == "retrieval" and ok:  # 1/n: a random embedding finds its translation among n by chance
+            lines.append(f"- chance level: {statistics.fmean(1 / r.n for r in ok):.3g} (1 / sentence pairs)")
+        table: dict[str, dict[str, Result]] = defaultdict(dict)
+        for r in rows:
+            table[r.language][r.metric] = r
+        lines += ["", "| language | " + " | ".join(metrics) + " | n |", "|---" * (len(metrics) + 2) + "|"]
+        for language in sorted(table):
+            cells = [_format(table[language][m].value) if m in table[language] else "" for m in metrics]
+            n = max(r.n for r in table[language].values())
+            lines.append(f"| {language} | " + " | ".join(cells) + f" | {n} |")
+        skipped_rows = sorted({(r.language, r.status) for r in rows if not r.ok})
+        if skipped_rows:
+            lines += ["", f"Skipped ({len(skipped_rows)}):", ""]
+            lines += [f"- {language}: {status.removeprefix('skipped: ')}" for language, status in skipped_rows]
+        lines += [""] + [f"![{p}]({p})" for p in plots if p.startswith(f"{task}-")]
+    write_text_atomic(directory / "report.md", "\n".join(lines) + "\n")
+
+
+def write_comparison(runs: list[list[Result]], directory: Path) -> None:
+    """Side by side: compare.csv (task, language, metric, one column per model), compare.md, one plot per metric."""
+    models = [run[0].model for run in runs]
+    cells: dict[tuple[str, str, str], dict[str, float | None]] = defaultdict(dict)
+    for run in runs:
+        for r in run:
+            cells[(r.task, r.language, r.metric)][r.model] = r.value if r.ok else None
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["task", "language", "metric", *models])
+    for key in sorted(cells):
+        writer.writerow([*key, *("" if cells[key].get(m) is None else f"{cells[key][m]:.6g}" for m in models)])
+    write_text_atomic(directory / "compare.csv", buffer.getvalue())
+
+    lines = [f"# Comparison: {', '.join(models)}", "",
+             "Means over the languages that every model scored.", "",
+             "| task | metric | languages | " + " | ".join(models) + " |", "|---" * (len(models) + 3) + "|"]
+    plots = []
+    for task, metric in sorted({(t, m) for t, _, m in cells}):
+        shared = sorted(l for t, l, m in cells if (t, m) == (task, metric)
+                        and all(cells[(t, l, m)].get(model) is not None for model in models))
+        if not shared:
+            continue
+        means = [statistics.fmean(cells[(task, l, metric)][model] for l in shared) for model in models]
+        lines.append(f"| {task} | {metric} | {len(shared)} | " + " | ".join(f"{v:.4g}" for v in means) + " |")
+        if metric in HEADLINE_METRICS.get(task, ()):
+            name = f"compare-{task}-{metric}.png"
+            plot_comparison({m: {l: cells[(task, l, metric)][m] for l in shared} for m in models},
+                            f"{task} {metric}", directory / name, metric in LOG_SCALE)
+            plots.append(name)
+    lines += [""] + [f"![{p}]({p})" for p in plots]
+    lines += ["", "Per language: compare.csv."]
+    write_text_atomic(directory / "compare.md", "\n".join(lines) + "\n")
+
+
+def plot_comparison(values: dict[str, dict[str, float]], title: str, path: Path, log: bool = False) -> None:
+    """Grouped bars per language, languages sorted by the first model's score."""
+    plt = _matplotlib()
+    models = list(values)
+    first = values[models[0]]
+    languages = sorted(first, key=lambda language: (-first[language], language))
+    width = 0.8 / len(models)
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.12 * len(languages) * len(models) + 2), 4))
+    for i, model in enumerate(models):
+        axis.bar([x + i * width for x in range(len(languages))], [values[model][l] for l in languages], width,
+                 label=model)
+    axis.set_xticks([x + 0.4 - width / 2 for x in range(len(languages))], languages, rotation=90, fontsize=6)
+    axis.set(title=title, ylabel=title.split()[-1], xlim=(-0.5, len(languages)))
+    if log:
+        axis.set_yscale("log")
+        _no_minor_labels(axis)
+    axis.legend(fontsize=8)
+    _save(figure, path)
+    plt.close(figure)

@@ -1,0 +1,500 @@
+"""Phase mixtures: materialise each training phase's temperature-sampled language mix as packed shards.
+
+In:  per-language packed shards (`SHARDS/<lang>/train/part-*.parquet`, `SHARDS/manifest.json`,
+     `SHARDS/token_counts.csv`) and a schedule (phases: languages, τ, token budget, epoch cap).
+Out: `OUTPUT/<phase>/train/part-*.parquet` (input_ids, document_lengths, language), `OUTPUT/<phase>/manifest.json`,
+     `OUTPUT/_SUCCESS` — the whole directory appears at once, or not at all.
+
+How a phase is planned (pure functions, no Beam):
+  1. budget tokens per language = `languages.sampling.token_budgets(counts, τ, budget, max_epochs)`;
+  2. rows per language = budget / seq_len rounded to the nearest row, never more than max_epochs × the rows there are;
+  3. a language's rows are taken in a seeded order without replacement; once it runs out a new epoch starts with a
+     new seeded order, so epoch e holds N rows (the last one fewer) and no row is used more than ⌈max_epochs⌉ times.
+
+How it runs (Beam): every row computes, alone, whether it is taken in epoch e (its position in that epoch's seeded
+permutation is below the epoch's quota) and its 64-bit sort key, a hash of (seed, phase, language, epoch, row). The
+key space is cut into equal ranges, one per output file; a GroupByKey on the range index gathers one file's rows,
+which are sorted by key and written. Concatenating the files in name order gives the global shuffled order, which
+depends only on the seed — never on the number of workers — and no step holds more than one input row group or one
+output file's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+import numpy as np
+import xxhash
+
+from languages.sampling import read_counts_csv, temperature_weights, token_budgets
+from mmbert.errors import UsageError
+
+if TYPE_CHECKING:
+    from languages.schedule import Phase
+
+DEFAULT_ROWS_PER_FILE = 16_384  # 16k rows × 1,024 tokens × 4 bytes ≈ 64 MiB of input_ids per file
+ROW_GROUP_TOKENS = 2**20  # row groups of ~1M tokens: what a training loader decodes at a time
+_FEISTEL_ROUNDS = 6
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Plan: how many rows of each language a phase takes.
+
+
+@dataclass(frozen=True)
+class LanguageBudget:
+    """One language's share of a phase, in tokens and in rows."""
+
+    language: str
+    available_tokens: int  # train tokens in the shards (token_counts.csv)
+    available_rows: int  # train rows in the shards
+    weight: float  # temperature weight p_i
+    target_tokens: int  # p_i × the phase budget, before any epoch cap
+    budget_tokens: int  # from token_budgets: capped at max_epochs × data, excess given to the others
+    rows: int  # rows taken: budget_tokens / seq_len, to the nearest row, within the epoch cap
+
+    @property
+    def epochs_used(self) -> float:
+        return self.rows / self.available_rows
+
+    @property
+    def shortfall_tokens(self) -> int:
+        """What the epoch cap cut from this language's temperature share."""
+        return max(0, self.target_tokens - self.budget_tokens)
+
+    def epoch_quotas(self) -> list[int]:
+        """Rows taken in each epoch: all of them until the last, which takes what is left."""
+        full, rest = divmod(self.rows, self.available_rows)
+        return [self.available_rows] * full + ([rest] if rest else [])
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """Everything the Beam job needs to materialise one phase, and everything its manifest reports."""
+
+    phase: str
+    temperature: float
+    requested_tokens: int
+    max_epochs: float | None
+    seed: int
+    seq_len: int
+    rows_per_file: int
+    languages: tuple[LanguageBudget, ...]
+    missing: tuple[str, ...]  # languages of the phase with no packed rows
+
+    @property
+    def total_rows(self) -> int:
+        return sum(language.rows for language in self.languages)
+
+    @property
+    def planned_tokens(self) -> int:
+        return sum(language.budget_tokens for language in self.languages)
+
+    @property
+    def shortfall_tokens(self) -> int:
+        """Tokens of the requested budget that the epoch caps left unfilled."""
+        return max(0, self.requested_tokens - self.planned_tokens)
+
+    @property
+    def num_files(self) -> int:
+        return max(1, math.ceil(self.total_rows / self.rows_per_file))
+
+
+def rows_for_budget(budget_tokens: int, seq_len: int, available_rows: int, max_epochs: float | None) -> int:
+    """Budget tokens → whole rows of seq_len tokens (nearest row), never above max_epochs × available rows."""
+    rows = (budget_tokens + seq_len // 2) // seq_len
+    if max_epochs is not None:
+        rows = min(rows, math.floor(max_epochs * available_rows + 1e-9))  # 1e-9: 0.29 × 100 is 28.999…
+    return rows
+
+
+def validate_phase(phase: Phase) -> None:
+    """Fail with the phase's name on the schedule errors the sampler cannot work with."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", phase.name):
+        raise UsageError(f"phase name {phase.name!r} cannot name a directory: use letters, digits, '_', '-', '.'")
+    if not phase.languages:
+        raise UsageError(f"phase {phase.name!r} has no languages")
+    if not (isinstance(phase.temperature, (int, float)) and math.isfinite(phase.temperature) and phase.temperature > 0):
+        raise UsageError(f"phase {phase.name!r}: temperature must be a number > 0, got {phase.temperature!r}")
+
+
+def plan_phase(phase: Phase, counts: Mapping[str, int], available_rows: Mapping[str, int], seq_len: int, seed: int,
+               budget: int | None = None, max_epochs: float | None = None,
+               rows_per_file: int = DEFAULT_ROWS_PER_FILE) -> PhasePlan:
+    """Plan one phase. `budget`/`max_epochs` override the phase's own (`Phase.budget`, `Phase.max_epochs`)."""
+    validate_phase(phase)
+    budget = budget if budget is not None else getattr(phase, "budget", None)
+    max_epochs = max_epochs if max_epochs is not None else getattr(phase, "max_epochs", None)
+    if budget is None:
+        raise UsageError(f"phase {phase.name!r} has no token budget: give --budget or `budget:` in the schedule")
+    if not budget > 0:
+        raise UsageError(f"phase {phase.name!r}: the token budget must be > 0, got {budget}")
+    if max_epochs is not None and not max_epochs > 0:
+        raise UsageError(f"phase {phase.name!r}: max epochs must be > 0, got {max_epochs}")
+    present = [language for language in phase.languages
+               if counts.get(language, 0) > 0 and available_rows.get(language, 0) > 0]
+    missing = tuple(language for language in phase.languages if language not in present)
+    if not present:
+        raise UsageError(f"phase {phase.name!r}: none of its {len(phase.languages)} languages have packed train "
+                         f"rows in the shards (first few: {', '.join(phase.languages[:5])})")
+    phase_counts = {language: counts[language] for language in present}
+    weights = temperature_weights(phase_counts, phase.temperature)
+    budgets = token_budgets(phase_counts, phase.temperature, int(budget), max_epochs)
+    languages = tuple(
+        LanguageBudget(language=language, available_tokens=phase_counts[language],
+                       available_rows=available_rows[language], weight=weights[language],
+                       target_tokens=round(weights[language] * budget), budget_tokens=budgets[language],
+                       rows=rows_for_budget(budgets[language], seq_len, available_rows[language], max_epochs))
+        for language in sorted(present))
+    if not any(language.rows for language in languages):
+        raise UsageError(f"phase {phase.name!r}: a budget of {budget:,} tokens is not even one row of {seq_len} tokens "
+                         "for any language")
+    return PhasePlan(phase=phase.name, temperature=float(phase.temperature), requested_tokens=int(budget),
+                     max_epochs=max_epochs, seed=seed, seq_len=seq_len, rows_per_file=rows_per_file,
+                     languages=languages, missing=missing)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Seeded orders, computed row by row so that no worker needs to see a whole language.
+
+_U64 = np.uint64
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijection on uint64 that scatters nearby inputs over the whole range."""
+    x = (x ^ (x >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def stream_seed(seed: int, phase: str, language: str, epoch: int, purpose: str) -> int:
+    """A 64-bit seed for one (seed, phase, language, epoch): the same on every worker, different for each."""
+    return xxhash.xxh64_intdigest(f"{purpose}\x1f{seed}\x1f{phase}\x1f{language}\x1f{epoch}".encode())
+
+
+def order_positions(rows: np.ndarray, n: int, stream: int) -> np.ndarray:
+    """Position of each of `rows` (indices in [0, n)) in a seeded permutation of range(n).
+
+    A keyed Feistel network over the smallest even-bit domain ≥ n, with cycle walking back into [0, n): a true
+    permutation evaluated one row at a time, so a worker reading any slice of a language knows which rows an epoch
+    takes without materialising the language's order (numpy's permutation would need all n indices in memory).
+    """
+    half_bits = max(1, math.ceil(max(n - 1, 1).bit_length() / 2))
+    mask = _U64((1 << half_bits) - 1)
+    round_keys = [_U64(xxhash.xxh64_intdigest(stream.to_bytes(8, "little"), seed=r)) for r in range(_FEISTEL_ROUNDS)]
+
+    def permute(x: np.ndarray) -> np.ndarray:
+        left, right = x >> _U64(half_bits), x & mask
+        for key in round_keys:
+            left, right = right, left ^ (_mix64(right ^ key) & mask)
+        return (left << _U64(half_bits)) | right
+
+    with np.errstate(over="ignore"):
+        positions = permute(np.asarray(rows, dtype=np.uint64))
+        outside = positions >= _U64(n)
+        while outside.any():  # cycle walking: ~2 extra rounds at most on average (domain < 4n)
+            positions[outside] = permute(positions[outside])
+            outside = positions >= _U64(n)
+    return positions.astype(np.int64)
+
+
+def sort_keys(rows: np.ndarray, stream: int) -> np.ndarray:
+    """The global shuffle key of each row of one (phase, language, epoch): uniform over uint64."""
+    with np.errstate(over="ignore"):
+        return _mix64(_mix64(np.asarray(rows, dtype=np.uint64) ^ _U64(stream)))
+
+
+def file_of_keys(keys: np.ndarray, num_files: int) -> np.ndarray:
+    """Output file of each key: the key space cut into `num_files` equal ranges, in key order."""
+    return ((keys >> _U64(32)) * _U64(num_files)) >> _U64(32)
+
+
+def selected_rows(rows: np.ndarray, budget: LanguageBudget, plan: PhasePlan) -> Iterable[tuple[int, np.ndarray]]:
+    """For each epoch: the positions (within `rows`) of the rows that epoch takes."""
+    for epoch, quota in enumerate(budget.epoch_quotas()):
+        if quota == budget.available_rows:
+            yield epoch, np.arange(len(rows))
+        else:
+            stream = stream_seed(plan.seed, plan.phase, budget.language, epoch, "order")
+            yield epoch, np.flatnonzero(order_positions(rows, budget.available_rows, stream) < quota)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The packed shards this job reads.
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group of a language's train split: the unit of reading."""
+
+    language: str
+    path: str
+    index: int
+    first_row: int  # index of its first row among all the language's train rows (files in name order)
+    num_rows: int
+
+
+@dataclass(frozen=True)
+class PackedShards:
+    path: Path
+    seq_len: int
+    counts: dict[str, int]  # token_counts.csv
+    row_groups: dict[str, tuple[RowGroup, ...]]  # language → its train row groups, in order
+
+    def available_rows(self) -> dict[str, int]:
+        return {language: sum(group.num_rows for group in groups) for language, groups in self.row_groups.items()}
+
+
+def read_packed_shards(path: str | Path) -> PackedShards:
+    """Read the shards' manifest, token counts and Parquet footers (no row data). UsageError if incomplete."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"shards directory not found: {path}")
+    for name in ("_SUCCESS", "manifest.json", "token_counts.csv"):
+        if not (path / name).is_file():
+            raise UsageError(f"{path} is not a finished packed-shards directory: {name} is missing "
+                             "(run `mmbert tokenizer pack` first)")
+    try:
+        seq_len = int(json.loads((path / "manifest.json").read_text(encoding="utf-8"))["seq_len"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{path / 'manifest.json'}: no usable seq_len ({error})") from None
+    counts = read_counts_csv(path / "token_counts.csv")
+    row_groups: dict[str, tuple[RowGroup, ...]] = {}
+    for language in sorted(counts):
+        groups, first_row = [], 0
+        for file in sorted((path / language / "train").glob("part-*.parquet")):
+            metadata = pq.ParquetFile(file).metadata
+            for index in range(metadata.num_row_groups):
+                num_rows = metadata.row_group(index).num_rows
+                if num_rows:
+                    groups.append(RowGroup(language, str(file), index, first_row, num_rows))
+                first_row += num_rows
+        row_groups[language] = tuple(groups)
+    return PackedShards(path=path, seq_len=seq_len, counts=counts, row_groups=row_groups)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reports: the budget table (--dry-run), the plot and the manifest.
+
+
+def budget_table(plan: PhasePlan) -> str:
+    """A plain-text table of one phase's plan, one line per language, largest budget first."""
+    cap = f"{plan.max_epochs:g}" if plan.max_epochs is not None else "none"
+    lines = [f"phase {plan.phase}: τ {plan.temperature:g}, budget {plan.requested_tokens:,} tokens, max epochs {cap}, "
+             f"seq_len {plan.seq_len}, {len(plan.languages)} languages"
+             + (f" ({len(plan.missing)} without shards: {', '.join(plan.missing[:8])}"
+                f"{', …' if len(plan.missing) > 8 else ''})" if plan.missing else "")]
+    header = ("language", "data tokens", "data rows", "weight", "budget tokens", "rows", "epochs", "shortfall")
+    rows = [(b.language, f"{b.available_tokens:,}", f"{b.available_rows:,}", f"{b.weight:.4f}",
+             f"{b.budget_tokens:,}", f"{b.rows:,}", f"{b.epochs_used:.2f}", f"{b.shortfall_tokens:,}")
+            for b in sorted(plan.languages, key=lambda b: (-b.budget_tokens, b.language))]
+    rows.append(("total", f"{sum(b.available_tokens for b in plan.languages):,}",
+                 f"{sum(b.available_rows for b in plan.languages):,}", "1.0000", f"{plan.planned_tokens:,}",
+                 f"{plan.total_rows:,}", "", f"{plan.shortfall_tokens:,}"))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        lines.append("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                               for i, (cell, width) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def plot_plans(plans: Sequence[PhasePlan], path: str | Path) -> None:
+    """One panel per phase: each language's share of the data against its share of the phase (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmbert.atomic import atomic_file
+
+    figure, axes = plt.subplots(len(plans), 1, figsize=(10, 3.2 * len(plans)), squeeze=False)
+    for axis, plan in zip(axes[:, 0], plans):
+        ordered = sorted(plan.languages, key=lambda b: -b.available_tokens)
+        data_total = sum(b.available_tokens for b in ordered) or 1
+        x = np.arange(len(ordered))
+        axis.bar(x, [b.available_tokens / data_total for b in ordered], color="#bbbbbb", label="share of the data")
+        axis.plot(x, [b.budget_tokens / max(plan.planned_tokens, 1) for b in ordered], "o-", markersize=3,
+                  color="#c0392b", label=f"share of the phase (τ {plan.temperature:g})")
+        axis.set_yscale("log")
+        axis.set_title(f"{plan.phase}: {plan.planned_tokens:,} tokens over {len(ordered)} languages", fontsize=10)
+        axis.set_ylabel("fraction of tokens")
+        if len(ordered) <= 60:
+            axis.set_xticks(x, [b.language for b in ordered], rotation=90, fontsize=6)
+        else:
+            axis.set_xlabel("languages, most data first")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=120)
+    plt.close(figure)
+
+
+def phase_manifest(plan: PhasePlan, schedule: Phase, taken: Mapping[str, Mapping[str, int]],
+                   shards: str) -> dict:
+    """The manifest of a materialised phase; `taken` is what the job actually wrote, per language."""
+    return {
+        "phase": plan.phase,
+        "seed": plan.seed,
+        "schedule": {"name": schedule.name, "languages": list(schedule.languages), "temperature": plan.temperature,
+                     "budget": plan.requested_tokens, "max_epochs": plan.max_epochs},
+        "shards": shards,
+        "seq_len": plan.seq_len,
+        "files": plan.num_files,
+        "rows": plan.total_rows,
+        "tokens": sum(counts["tokens"] for counts in taken.values()),  # non-padding tokens written
+        "requested_tokens": plan.requested_tokens,
+        "planned_tokens": plan.planned_tokens,
+        "shortfall_tokens": plan.shortfall_tokens,
+        "missing_languages": list(plan.missing),
+        "languages": {
+            b.language: {"available_tokens": b.available_tokens, "available_rows": b.available_rows,
+                         "weight": b.weight, "target_tokens": b.target_tokens, "budget_tokens": b.budget_tokens,
+                         "budget_rows": b.rows, "rows_taken": taken.get(b.language, {}).get("rows", 0),
+                         "tokens_taken": taken.get(b.language, {}).get("tokens", 0),
+                         "epochs_used": round(b.epochs_used, 6), "shortfall_tokens": b.shortfall_tokens}
+            for b in plan.languages},
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The Beam job.
+
+_STATS_FILE = ".rows_taken.json"  # per phase, written by the job, checked against the plan, then removed
+_SORT_ORDER = [("key", "ascending"), ("language", "ascending"), ("epoch", "ascending"), ("row", "ascending")]
+
+
+def select_rows(group: RowGroup, plans: Sequence[PhasePlan]):
+    """Read one row group; for each phase, yield ((phase, file index), batch): an Arrow table of the rows (with key,
+    epoch, row index and token count) that each epoch takes and that fall in that file's key range. Batches rather
+    than single rows keep Beam's per-element cost off the hot path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(group.path).read_row_group(group.index, columns=["input_ids", "document_lengths"])
+    lengths = table.column("document_lengths").combine_chunks()
+    cumulative = np.concatenate([[0], np.cumsum(lengths.values.to_numpy(zero_copy_only=False), dtype=np.int64)])
+    offsets = lengths.offsets.to_numpy()
+    table = table.append_column("tokens", pa.array(cumulative[offsets[1:]] - cumulative[offsets[:-1]]))
+    rows = np.arange(group.first_row, group.first_row + group.num_rows, dtype=np.int64)
+    for plan in plans:
+        budget = next((b for b in plan.languages if b.language == group.language), None)
+        if budget is None or budget.rows == 0:
+            continue
+        parts = []
+        for epoch, positions in selected_rows(rows, budget, plan):
+            keys = sort_keys(rows[positions], stream_seed(plan.seed, plan.phase, group.language, epoch, "key"))
+            parts.append(table.take(positions)
+                         .append_column("key", pa.array(keys, type=pa.uint64()))
+                         .append_column("file", pa.array(file_of_keys(keys, plan.num_files).astype(np.int64)))
+                         .append_column("epoch", pa.array(np.full(len(positions), epoch, dtype=np.int32)))
+                         .append_column("row", pa.array(rows[positions])))
+        taken = pa.concat_tables(parts).sort_by("file")
+        files = taken.column("file").to_numpy()
+        starts = np.flatnonzero(np.diff(files, prepend=-1))
+        for start, stop in zip(starts, [*starts[1:], len(files)]):
+            batch = taken.slice(start, stop - start).drop_columns(["file"])
+            yield (plan.phase, int(files[start])), batch.append_column(
+                "language", pa.array([group.language] * batch.num_rows, type=pa.string()))
+
+
+def write_mixture_file(element, output: str, seq_len: int):
+    """Sort one key range's rows by key and write them as one part file; yield (phase, per-language counts)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (phase, index), batches = element
+    schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("document_lengths", pa.list_(pa.int32())),
+                        ("language", pa.string())])
+    batches = [batch for batch in batches if batch is not None]
+    if batches:
+        # Ties between 64-bit keys are all but impossible; language, epoch and row make the order total anyway.
+        table = pa.concat_tables(batches).sort_by(_SORT_ORDER)
+    else:
+        table = schema.empty_table().append_column("tokens", pa.array([], pa.int64()))
+    path = Path(output) / phase / "train" / f"part-{index:05d}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One schema for every file (list field names differ between writers); the whole output directory is renamed
+    # into place at the end, so a plain write is safe here.
+    pq.write_table(table.select(schema.names).cast(schema), path, compression="zstd",
+                   row_group_size=max(1, ROW_GROUP_TOKENS // seq_len))
+    counts = table.group_by("language").aggregate([("tokens", "sum"), ("tokens", "count")]).to_pylist()
+    yield phase, {entry["language"]: {"rows": entry["tokens_count"], "tokens": entry["tokens_sum"]} for entry in counts}
+
+
+def _merge_counts(parts: Iterable[Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, int]]:
+    merged: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for language, entry in part.items():
+            target = merged.setdefault(language, {"rows": 0, "tokens": 0})
+            for name, value in entry.items():
+                target[name] += value
+    return merged
+
+
+def _write_stats(element, output: str) -> None:
+    phase, counts = element
+    (Path(output) / phase / _STATS_FILE).write_text(json.dumps(counts, sort_keys=True), encoding="utf-8")
+
+
+def build_pipeline(pipeline, shards: PackedShards, plans: Sequence[PhasePlan], output: str) -> None:
+    """Read each needed row group once (for every phase), select and key rows, group by output file, write."""
+    import apache_beam as beam
+
+    needed = {b.language for plan in plans for b in plan.languages if b.rows > 0}
+    groups = [group for language in sorted(needed) for group in shards.row_groups[language]]
+    # Every output file exists even when its key range drew no row (possible for tiny phases).
+    empty_files = [((plan.phase, index), None) for plan in plans for index in range(plan.num_files)]
+    rows = (pipeline
+            | "RowGroups" >> beam.Create(groups, reshuffle=False)
+            | "Spread" >> beam.Reshuffle()
+            | "SelectRows" >> beam.FlatMap(select_rows, plans=list(plans)))
+    every_file = pipeline | "EveryFile" >> beam.Create(empty_files)
+    _ = ((rows, every_file)
+         | "Flatten" >> beam.Flatten()
+         | "GroupByFile" >> beam.GroupByKey()
+         | "WriteFiles" >> beam.FlatMap(write_mixture_file, output=output, seq_len=shards.seq_len)
+         | "CountPerPhase" >> beam.CombinePerKey(_merge_counts)
+         | "WriteCounts" >> beam.Map(_write_stats, output=output))
+
+
+def run_mixture(shards: PackedShards, phases: Sequence[Phase], plans: Sequence[PhasePlan], output: str | Path,
+                num_workers: int = 1, overwrite: bool = False) -> dict[str, dict]:
+    """Materialise `plans` (made by `plan_phase` for `phases`) into `output`, atomically; returns the manifests.
+
+    Runs on Beam's local DirectRunner with `num_workers` processes: the output is a local directory renamed into
+    place at the end, which a remote runner's workers could not write into.
+    """
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from mmbert.atomic import atomic_directory, write_text_atomic
+
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise UsageError(f"output already exists: {output} (pass --overwrite to replace it)")
+    options = PipelineOptions([], runner="DirectRunner", direct_num_workers=num_workers,
+                              direct_running_mode="multi_processing" if num_workers > 1 else "in_memory")
+    manifests = {}
+    with atomic_directory(output, overwrite=overwrite) as staging:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, shards, plans, str(staging))
+        for plan, phase in zip(plans, phases):
+            stats_file = staging / plan.phase / _STATS_FILE
+            taken = json.loads(stats_file.read_text(encoding="utf-8"))
+            stats_file.unlink()
+            wrong = {b.language: (b.rows, taken.get(b.language, {}).get("rows", 0)) for b in plan.languages
+                     if taken.get(b.language, {}).get("rows", 0) != b.rows}
+            if wrong:  # the plan and the job disagree: a bug, never a user error, and nothing is published
+                raise RuntimeError(f"phase {plan.phase}: rows written differ from the plan (planned, written): {wrong}")
+            manifests[plan.phase] = phase_manifest(plan, phase, taken, str(shards.path))
+            write_text_atomic(staging / plan.phase / "manifest.json",
+                              json.dumps(manifests[plan.phase], indent=1, ensure_ascii=False) + "\n")
+        write_text_atomic(staging / "_SUCCESS", "")
+    return manifests

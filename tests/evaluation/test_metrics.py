@@ -1,0 +1,66 @@
+"""The metric functions on hand-worked examples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from evaluation.metrics import (accuracy, mean_pool, pseudo_perplexity, retrieval_accuracy,
+                                token_log_likelihoods)
+
+
+def test_identical_embeddings_retrieve_perfectly():
+    embeddings = torch.randn(40, 16, generator=torch.Generator().manual_seed(0))
+    assert retrieval_accuracy(embeddings, embeddings.clone()) == (1.0, 1.0)
+
+
+def test_retrieval_by_hand():
+    # Cosines, source → target: row 0 → (1.0, 0, 0.98), row 1 → (0, 1, 0.20), row 2 → (0.71, 0.71, 0.83): all right.
+    # Target → source: target 2 = (1, 0.2) is nearer source 0 (0.98) than its own source 2 (0.83): 2 of 3.
+    source = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    target = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.2]])
+    forward, backward = retrieval_accuracy(source, target)
+    assert forward == 1.0
+    assert backward == pytest.approx(2 / 3)
+
+
+def test_random_embeddings_retrieve_at_chance():
+    generator = torch.Generator().manual_seed(1)
+    n = 400
+    forward, backward = retrieval_accuracy(torch.randn(n, 64, generator=generator),
+                                           torch.randn(n, 64, generator=generator))
+    assert forward < 5 / n and backward < 5 / n  # chance is 1/n; 5/n is far in the tail
+
+
+def test_retrieval_rejects_mismatched_shapes():
+    with pytest.raises(ValueError):
+        retrieval_accuracy(torch.zeros(3, 4), torch.zeros(2, 4))
+
+
+def test_uniform_predictions_have_pseudo_perplexity_of_the_vocabulary_size():
+    vocab = 1000
+    log_likelihoods, correct = token_log_likelihoods(torch.zeros(7, vocab), torch.tensor([5, 6, 7, 8, 9, 10, 11]))
+    assert torch.allclose(log_likelihoods, torch.full((7,), -math.log(vocab)))
+    assert pseudo_perplexity(log_likelihoods) == pytest.approx(vocab, rel=1e-6)  # float32 log-softmax
+    assert not correct.any()  # ties go to id 0, never a target here
+
+
+def test_pseudo_perplexity_and_accuracy_by_hand():
+    # Two positions: p(true) = 1/2 and 1/8 → PPPL = exp(-(ln 1/2 + ln 1/8) / 2) = sqrt(16) = 4.
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.125, 0.75, 0.125]]))
+    log_likelihoods, correct = token_log_likelihoods(logits, torch.tensor([0, 2]))
+    assert pseudo_perplexity(log_likelihoods) == pytest.approx(4.0)
+    assert correct.tolist() == [True, False]
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    assert mean_pool(hidden, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]
+
+
+def test_accuracy():
+    assert accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 0])) == 0.5
+    with pytest.raises(ValueError):
+        accuracy(torch.tensor([]), torch.tensor([]))

@@ -1,0 +1,87 @@
+"""Checkpoints: atomic, keep-last-N, `latest`, resume lookup, and nothing unpickled beyond plain data."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmbert.errors import UsageError
+from training.checkpoint import (find_resume_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint)
+from training.config import OptimizerConfig
+from training.model import MaskedLM, ModelConfig
+from training.optim import build_optimizer
+
+
+@pytest.fixture()
+def trained():
+    torch.manual_seed(0)
+    model = MaskedLM(ModelConfig.named("tiny", vocab_size=512, hidden_size=16, intermediate_size=32, num_layers=2,
+                                       num_heads=2))
+    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-3))
+    ids = torch.randint(5, 512, (2, 16))
+    model(ids, torch.zeros_like(ids), ids).loss.backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def save(run: Path, step: int, model, optimizer, keep: int = 3, extra=None) -> Path:
+    state = {"optimizer": optimizer.state_dict(), "loader": {"phase_index": 0, "streams": {"x:eng_Latn": [0, 3]}},
+             "step": step, "rng": {"torch": torch.get_rng_state()}, **(extra or {})}
+    meta = {"model_config": model.config.to_dict(), "phase": "pretrain", "tokens_seen": step * 10}
+    return save_checkpoint(run, step, model.state_dict(), meta, state, keep)
+
+
+def test_round_trip_with_weights_only(tmp_path, trained):
+    model, optimizer = trained
+    path = save(tmp_path, 7, model, optimizer)
+    assert path.name == "step-00000007"
+    assert sorted(p.name for p in path.iterdir()) == ["checkpoint.json", "model.safetensors", "trainer_state.pt"]
+    weights, meta, state = load_checkpoint(path)
+    assert meta["step"] == 7 and meta["model_config"]["hidden_size"] == 16
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(weights[name], tensor)
+    restored = build_optimizer(model, OptimizerConfig(lr=1e-3))
+    restored.load_state_dict(state["optimizer"])
+    assert torch.equal(restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert state["loader"]["streams"]["x:eng_Latn"] == [0, 3]
+
+
+def test_keep_last_n_and_latest(tmp_path, trained):
+    for step in (2, 4, 6, 8, 10):
+        save(tmp_path, step, *trained, keep=3)
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == [
+        "step-00000006", "step-00000008", "step-00000010"]
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step-00000010"
+    assert find_resume_checkpoint(tmp_path, "auto").name == "step-00000010"
+    assert find_resume_checkpoint(tmp_path, str(tmp_path / "checkpoints" / "step-00000008")).name == "step-00000008"
+    assert find_resume_checkpoint(tmp_path, str(tmp_path / "checkpoints" / "latest")).name == "step-00000010"
+    assert find_resume_checkpoint(tmp_path / "fresh", "auto") is None
+    with pytest.raises(UsageError, match="not a checkpoint directory"):
+        find_resume_checkpoint(tmp_path, str(tmp_path / "nothing-here"))
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, trained):
+    save(tmp_path, 5, *trained)
+    with pytest.raises(Exception):
+        save(tmp_path, 6, *trained, extra={"unsaveable": lambda: None})  # torch.save cannot pickle a lambda
+    directory = tmp_path / "checkpoints"
+    assert [p.name for p in list_checkpoints(directory)] == ["step-00000005"]
+    assert not [p for p in directory.iterdir() if p.name.startswith(".")]  # the temporary directory is gone
+    assert find_resume_checkpoint(tmp_path, "auto").name == "step-00000005"
+    load_checkpoint(directory / "step-00000005")
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+def test_trainer_state_is_never_unpickled_beyond_plain_data(tmp_path, trained):
+    path = save(tmp_path, 1, *trained)
+    with open(path / "trainer_state.pt", "wb") as handle:
+        pickle.dump({"optimizer": Payload()}, handle, protocol=2)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path)

@@ -1,0 +1,95 @@
+"""Recipes: the shipped ones parse, and every mistake is named by its key before anything runs (exit status 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmbert.cli import main
+from mmbert.errors import UsageError
+from training.config import apply_overrides, load_recipe, parse_recipe, parse_tokens
+from training.optim import batch_size_at, lr_at
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def test_shipped_recipes_parse_and_mirror_mmbert():
+    tiny = load_recipe(RECIPES / "tiny-cpu.yaml")
+    assert [phase.name for phase in tiny.phases] == ["pretrain", "mid_training", "decay"]
+    for name, mask, warmup in (("mmbert-small", 0.3, 4_000_000_000), ("mmbert-base", 0.25, 3_000_000_000)):
+        recipe = load_recipe(RECIPES / f"{name}.yaml")
+        assert recipe.model["name"] == name
+        assert [p.mask_rate for p in recipe.phases] == [mask, 0.15, 0.05]
+        assert [p.temperature for p in recipe.phases] == [0.7, 0.5, 0.3]
+        assert [p.seq_len for p in recipe.phases] == [1024, 8192, 8192]
+        assert [p.rope_theta_global for p in recipe.phases] == [10_000, 160_000, 160_000]
+        assert [p.budget for p in recipe.phases] == [2_300_000_000_000, 600_000_000_000, 100_000_000_000]
+        assert recipe.optimizer.lr == 8e-4 and recipe.optimizer.betas == (0.9, 0.95)
+        assert recipe.schedule.warmup_tokens == warmup
+        assert recipe.batch.global_size == 4608
+
+
+def base() -> dict:
+    return {"model": {"name": "tiny"}, "data": {"shards": "out/shards"},
+            "phases": [{"name": "p", "top": 2, "temperature": 0.7, "budget": "10K", "mask_rate": 0.3,
+                        "seq_len": 64}]}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["optimizer"].update(weight_decy=1), r"optimizer: unknown key 'weight_decy' \(did you mean 'weight_decay'"),
+    (lambda d: d["phases"][0].update(mask_rate=1.5), r"phases\[0\]\.mask_rate: must be between 0 and 1"),
+    (lambda d: d["phases"][0].pop("budget"), r"phases\[0\]\.budget: required"),
+    (lambda d: d["phases"][0].update(budget="lots"), r"phases\[0\]\.budget: expected a number of tokens"),
+    (lambda d: d["phases"][0].update(temperature=0), r"phases\[0\]\.temperature: must be > 0"),
+    (lambda d: d["phases"][0].pop("top"), r"phases\[0\]: name the phase's languages"),
+    (lambda d: d["schedule"].update(decay_shape="cosine"), r"schedule\.decay_shape: must be one of linear, 1-sqrt"),
+    (lambda d: d["schedule"].update(decay_tokens="1M"), r"schedule: warmup_tokens \+ decay_tokens"),
+    (lambda d: d["batch"].update(global_size="eight"), r"batch\.global_size: expected a whole number"),
+    (lambda d: d["data"].pop("shards"), r"data\.shards: required"),
+    (lambda d: d.update(phases=[]), r"phases: a non-empty list"),
+    (lambda d: d["training"].update(device="tpu"), r"training\.device: must be auto, cpu or cuda"),
+])
+def test_errors_name_the_key(change, message):
+    document = {"optimizer": {}, "schedule": {}, "batch": {}, "training": {}, **base()}
+    change(document)
+    with pytest.raises(UsageError, match=message):
+        parse_recipe(document)
+
+
+def test_overrides_and_token_counts():
+    document = apply_overrides(base(), ["optimizer.lr=1e-3", "phases.0.budget=2.5K", "training.device=cpu"])
+    recipe = parse_recipe(document)
+    assert recipe.optimizer.lr == 1e-3 and recipe.phases[0].budget == 2500 and recipe.training.device == "cpu"
+    assert parse_tokens("100000000000tok", "x") == 100_000_000_000 and parse_tokens("2.3T", "x") == 2_300_000_000_000
+    with pytest.raises(UsageError, match="phases has no item 3"):
+        apply_overrides(base(), ["phases.3.budget=1"])
+    with pytest.raises(UsageError, match="expected KEY=VALUE"):
+        apply_overrides(base(), ["optimizer.lr"])
+
+
+def test_schedules_are_functions_of_tokens():
+    recipe = parse_recipe({**base(), "schedule": {"warmup_tokens": 1000, "decay_tokens": 4000,
+                                                   "decay_shape": "linear", "final_lr_ratio": 0.1},
+                           "batch": {"global_size": 48, "warmup_tokens": 1000, "warmup_min_size": 6}})
+    s, total = recipe.schedule, recipe.total_tokens
+    assert lr_at(0, 1.0, s, total) == pytest.approx(0.001)
+    assert lr_at(999, 1.0, s, total) == pytest.approx(1.0)
+    assert lr_at(5000, 1.0, s, total) == 1.0
+    assert lr_at(8000, 1.0, s, total) == pytest.approx(1 - 0.9 * 0.5)
+    assert lr_at(10_000, 1.0, s, total) == pytest.approx(0.1)
+    s.decay_shape = "1-sqrt"
+    assert lr_at(7000, 1.0, s, total) == pytest.approx(1 - 0.9 * 0.25 ** 0.5)
+    sizes = [batch_size_at(tokens, recipe.batch) for tokens in range(0, 1200, 100)]
+    assert sizes[0] == 6 and sizes[-1] == 48 and sizes == sorted(sizes) and all(size % 6 == 0 for size in sizes)
+
+
+def test_cli_exits_2_on_a_bad_recipe(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: tiny}\ndata: {shards: x}\nphases: [{name: p, top: 1, temperature: 0.7, "
+                   "budget: 1K, mask_rate: 2, seq_len: 64}]\n")
+    assert main(["train", "--config", str(bad), "--output", str(tmp_path / "run")]) == 2
+    assert "phases[0].mask_rate" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "optimizer.lr=-1"]) == 2

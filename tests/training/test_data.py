@@ -1,0 +1,139 @@
+"""The training loader on real packed UDHR shards: determinism, rank slices, proportions, resume, clear errors."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from languages.sampling import temperature_weights
+from mmbert.errors import UsageError
+from training.config import parse_recipe
+from training.data import TrainLoader
+
+
+def recipe(shards, phases=None, **top):
+    phases = phases or [
+        {"name": "one", "top": 6, "temperature": 0.7, "budget": 2048, "mask_rate": 0.3, "seq_len": 64},
+        {"name": "two", "top": 40, "temperature": 0.3, "budget": 1024, "mask_rate": 0.15, "seq_len": 64},
+    ]
+    return parse_recipe({"seed": 3, "model": {"name": "tiny"}, "data": {"shards": str(shards)}, "phases": phases,
+                         **top})
+
+
+def batches(loader, steps, rows=8):
+    return [loader.next_batch(rows) for _ in range(steps)]
+
+
+def test_same_seed_same_rows_and_phases_advance_on_budget(shards_64):
+    a, b = (batches(TrainLoader(recipe(shards_64)), 6) for _ in range(2))
+    for x, y in zip(a, b):
+        assert (x.input_ids == y.input_ids).all() and x.languages == y.languages and x.row_seeds == y.row_seeds
+    # 2048 tokens = 4 steps of 8 × 64 in phase one, then 2 steps in phase two, then done.
+    assert [batch.phase_index for batch in a] == [0, 0, 0, 0, 1, 1]
+    other = batches(TrainLoader(recipe(shards_64, seed=4)), 4)
+    assert any((x.input_ids != y.input_ids).any() for x, y in zip(a, other))
+
+
+def test_rank_slices_make_up_the_single_process_batch(shards_64):
+    single = batches(TrainLoader(recipe(shards_64)), 6)
+    ranks = [batches(TrainLoader(recipe(shards_64), rank=r, world_size=2), 6) for r in range(2)]
+    for step, whole in enumerate(single):
+        joined = np.concatenate([ranks[0][step].input_ids, ranks[1][step].input_ids])
+        assert (joined == whole.input_ids).all()
+        assert ranks[0][step].row_seeds + ranks[1][step].row_seeds == whole.row_seeds
+        assert ranks[0][step].document_lengths + ranks[1][step].document_lengths == whole.document_lengths
+
+
+def test_rows_are_real_packed_rows(shards_64):
+    batch = TrainLoader(recipe(shards_64)).next_batch(8)
+    assert batch.input_ids.shape == (8, 64)
+    for row, lengths in zip(batch.input_ids, batch.document_lengths):
+        assert sum(lengths) == int((row != 0).sum())  # document pieces cover exactly the non-padding tokens
+
+
+def test_language_proportions_follow_the_temperature_weights(shards_64):
+    phases = [{"name": "p", "top": 10, "temperature": 0.5, "budget": 10**9, "mask_rate": 0.3, "seq_len": 64}]
+    loader = TrainLoader(recipe(shards_64, phases))
+    source = loader.sources[0]
+    drawn = Counter(language for batch in batches(loader, 60, rows=64) for language in batch.languages)
+    expected = temperature_weights({language: loader.shards(loader.phase).counts[language]
+                                    for language in source.languages}, 0.5)
+    total = sum(drawn.values())
+    assert set(drawn) == set(expected)
+    for language, weight in expected.items():
+        # 3840 draws: a binomial standard deviation is at most 0.8 percentage points
+        assert abs(drawn[language] / total - weight) < 0.03, (language, drawn[language] / total, weight)
+
+
+def test_rows_are_read_without_replacement_then_recycled(shards_64):
+    phases = [{"name": "p", "languages": ["eng_Latn"], "temperature": 0.7, "budget": 10**9, "mask_rate": 0.3,
+               "seq_len": 64}]
+    loader = TrainLoader(recipe(shards_64, phases))
+    stream = loader.sources[0].streams[0]
+    n = stream.table.num_rows
+    first_epoch = [stream.take() for _ in range(n)]
+    assert sorted(first_epoch) == list(range(n)) and first_epoch != list(range(n))
+    assert stream.epoch == 1 and stream.position == 0
+    second_epoch = [stream.take() for _ in range(n)]
+    assert sorted(second_epoch) == list(range(n)) and second_epoch != first_epoch
+
+
+def test_resumed_loader_sees_the_same_rows(shards_64):
+    loader = TrainLoader(recipe(shards_64))
+    batches(loader, 3)
+    state = loader.state_dict()
+    expected = batches(loader, 3)
+    resumed = TrainLoader(recipe(shards_64))
+    resumed.load_state_dict(state)
+    for x, y in zip(expected, batches(resumed, 3)):
+        assert (x.input_ids == y.input_ids).all() and x.row_seeds == y.row_seeds and x.phase_index == y.phase_index
+
+
+def test_missing_languages_fail_by_name_or_are_skipped_when_asked(shards_64, caplog):
+    phases = [{"name": "p", "languages": ["eng_Latn", "zul_Latn", "xho_Latn"], "temperature": 0.7, "budget": 1024,
+               "mask_rate": 0.3, "seq_len": 64}]
+    with pytest.raises(UsageError, match=r"phases\[0\] \(p\): no packed shards .* for: xho_Latn, zul_Latn"):
+        TrainLoader(recipe(shards_64, phases))
+    with caplog.at_level(logging.WARNING):
+        loader = TrainLoader(recipe(shards_64, phases, data={"shards": str(shards_64),
+                                                             "skip_missing_languages": True}))
+    assert loader.sources[0].languages == ["eng_Latn"]
+    assert "skipping 2 languages" in caplog.text
+
+
+def test_sequence_length_and_shards_errors_are_clear(shards_64, shards_128, tmp_path):
+    phases = [{"name": "long", "top": 4, "temperature": 0.7, "budget": 1024, "mask_rate": 0.3, "seq_len": 128}]
+    with pytest.raises(UsageError, match=r"trains at 128 tokens per row but the shards in .* are packed at 64"):
+        TrainLoader(recipe(shards_64, phases))
+    loader = TrainLoader(recipe(shards_64, [{**phases[0], "shards": str(shards_128)}]))
+    assert loader.next_batch(2).input_ids.shape == (2, 128)
+    with pytest.raises(UsageError, match="packed shards not found"):
+        TrainLoader(recipe(tmp_path / "nowhere"))
+    (tmp_path / "half").mkdir()
+    with pytest.raises(UsageError, match=r"_SUCCESS is missing"):
+        TrainLoader(recipe(tmp_path / "half"))
+
+
+def test_materialised_mixture_is_read_in_order(shards_64, tmp_path):
+    from languages.mixture import plan_phase, read_packed_shards, run_mixture
+    from languages.schedule import Phase
+
+    shards = read_packed_shards(shards_64)
+    phase = Phase("mix", ("eng_Latn", "fra_Latn", "cmn_Hani"), 0.5, budget=4096)
+    plan = plan_phase(phase, shards.counts, shards.available_rows(), shards.seq_len, seed=0)
+    run_mixture(shards, [phase], [plan], tmp_path / "mixtures")
+    phases = [{"name": "mix", "mixture": str(tmp_path / "mixtures" / "mix"), "temperature": 0.5, "budget": 4096,
+               "mask_rate": 0.3, "seq_len": 64}]
+    loader = TrainLoader(recipe(shards_64, phases))
+    steps = batches(loader, 8)  # 8 × 8 rows × 64 = 4096 tokens: the phase's whole budget
+    assert loader.finished
+    languages = Counter(language for batch in steps for language in batch.languages)
+    assert set(languages) <= {"eng_Latn", "fra_Latn", "cmn_Hani"} and sum(languages.values()) == 64
+    import pyarrow.parquet as pq
+
+    first_file = sorted((tmp_path / "mixtures" / "mix" / "train").glob("part-*.parquet"))[0]
+    first_rows = pq.read_table(first_file).column("input_ids").to_pylist()[:8]
+    assert (steps[0].input_ids == np.array(first_rows)).all()

@@ -1,0 +1,144 @@
+"""`mmbert train` end to end on real UDHR shards: the tiny recipe's three phases, the loss falls, a killed run
+resumes to the same losses bit for bit, and unusable runs fail with exit status 2."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.training.run_helpers import REPO_ROOT, TINY_RECIPE, environment, mmbert_command, read_metrics, run_mmbert
+
+ARGS = ("--no-progress", "training.checkpoint_every=5")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, shards_64):
+    run = tmp_path_factory.mktemp("reference") / "run"
+    done = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(run), *ARGS,
+                      f"data.shards={shards_64}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run
+
+
+def test_three_phases_switch_languages_mask_rate_and_rope(reference_run):
+    metrics = read_metrics(reference_run)
+    assert [m["step"] for m in metrics] == list(range(1, 41))  # 10K + 6K + 4K tokens at 8 rows × 64 tokens
+    phases = [m["phase"] for m in metrics]
+    assert phases == ["pretrain"] * 20 + ["mid_training"] * 12 + ["decay"] * 8
+    assert {m["mask_rate"] for m in metrics if m["phase"] == "decay"} == {0.05}
+    assert metrics[0]["rope_theta"] == [10_000, 10_000] and metrics[-1]["rope_theta"] == [160_000, 160_000]
+    seen = metrics[-1]["tokens_per_language"]
+    assert sum(seen.values()) == metrics[-1]["tokens_seen"] == 40 * 8 * 64
+    first_phase_languages = set(metrics[19]["tokens_per_language"])
+    assert len(first_phase_languages) <= 8 < len(seen)  # later phases bring in new languages
+    assert metrics[-1]["lr"] < 0.1 * metrics[20]["lr"]  # the decay phase decays the learning rate
+
+
+def test_loss_falls_on_real_text(reference_run, shards_64):
+    metrics = read_metrics(reference_run)
+    losses = [m["loss"] for m in metrics]
+    assert abs(losses[0] - math.log(256_000)) < 0.3  # an untrained model is uniform over the vocabulary
+    assert sum(losses[15:20]) / 5 < losses[0] - 3  # end of pre-training
+    # Held-out rows of the pre-training languages, masked the same way, before and after training.
+    from training.batches import document_ids_from_lengths
+    from training.checkpoint import load_checkpoint
+    from training.data import PackedShards, RowGroupCache
+    from training.masking import mask_batch
+    from training.model import MaskedLM, ModelConfig
+
+    weights, meta, _ = load_checkpoint(reference_run / "checkpoints" / "step-00000040")
+    config = ModelConfig.from_dict(meta["model_config"])
+    shards, cache = PackedShards.open(shards_64), RowGroupCache()
+    rows = []
+    for language in sorted(metrics[19]["tokens_per_language"]):
+        table = shards.table(language)
+        rows += [cache.row(table, i) for i in range(min(4, table.num_rows))]
+    ids = torch.from_numpy(np.stack([r[0] for r in rows]))
+    inputs, labels = mask_batch(ids, 0.15, [(1, i) for i in range(len(rows))], config.vocab_size)
+    documents = document_ids_from_lengths([r[1] for r in rows], ids.shape[1])
+
+    def held_out_loss(model):
+        with torch.no_grad():
+            return model.eval()(inputs, documents, labels).loss.item()
+
+    torch.manual_seed(0)
+    untrained = MaskedLM(config)
+    trained = MaskedLM(config)
+    trained.load_state_dict(weights)
+    assert held_out_loss(trained) < held_out_loss(untrained) - 2
+
+
+def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(reference_run, shards_64, tmp_path, capsys):
+    run = tmp_path / "run"
+    command = mmbert_command("train", "--config", str(TINY_RECIPE), "--output", str(run), *ARGS,
+                             f"data.shards={shards_64}")
+
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if (run / "metrics.jsonl").is_file() and len(read_metrics(run)) >= 17:
+                break
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)  # no clean-up of any kind: as if the machine went away
+        process.wait()
+    killed_at = len(read_metrics(run))
+    assert 17 <= killed_at < 40, "the run must be killed in the middle"
+
+    # Without --resume, the run directory is refused rather than silently overwritten.
+    from mmbert.cli import main
+
+    assert main(["train", "--config", str(TINY_RECIPE), "--output", str(run), *ARGS, f"data.shards={shards_64}"]) == 2
+    assert "already has checkpoints: pass --resume auto" in capsys.readouterr().err
+
+    resumed = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(run), "--resume", "auto", *ARGS,
+                         f"data.shards={shards_64}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr and "step-000000" in resumed.stderr
+    expected = [(m["step"], m["loss"], m["lr"]) for m in read_metrics(reference_run)]
+    assert [(m["step"], m["loss"], m["lr"]) for m in read_metrics(run)] == expected  # exact float equality
+    final = load_file(run / "checkpoints" / "step-00000040" / "model.safetensors")
+    reference = load_file(reference_run / "checkpoints" / "step-00000040" / "model.safetensors")
+    assert all(torch.equal(final[name], reference[name]) for name in reference)
+
+
+def test_unusable_runs_exit_2_before_writing(shards_64, tmp_path, capsys):
+    from mmbert.cli import main
+
+    run = tmp_path / "run"
+    train = ["train", "--config", str(TINY_RECIPE), "--output", str(run), "--no-progress"]
+    assert main(train + ["data.shards=/nonexistent"]) == 2
+    assert "packed shards not found: /nonexistent" in capsys.readouterr().err
+    assert main(train + [f"data.shards={shards_64}", "phases.1.seq_len=128"]) == 2
+    assert "phases[1] (mid_training).seq_len: the phase trains at 128" in capsys.readouterr().err
+    assert main(train + [f"data.shards={shards_64}", "phases.0.top=null",
+                         "phases.0.languages=[eng_Latn, zul_Latn]"]) == 2
+    assert "no packed shards" in capsys.readouterr().err
+    assert main(train + [f"data.shards={shards_64}", "batch.global_size=0"]) == 2
+    assert "batch.global_size" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_export_and_merge_commands_take_checkpoints_or_runs(reference_run, tmp_path, capsys):
+    from mmbert.cli import main
+
+    # A run directory, or its checkpoints/latest pointer (as `mmbert run` passes it), means its latest checkpoint.
+    assert main(["export", str(reference_run / "checkpoints" / "latest"), "--output", str(tmp_path / "hf")]) == 0
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    checkpoints = reference_run / "checkpoints"
+    assert main(["merge", "--method", "average", str(checkpoints / "step-00000035"), str(checkpoints / "step-00000040"),
+                 "--output", str(tmp_path / "merged")]) == 0
+    merged = load_file(tmp_path / "merged" / "model.safetensors")
+    a, b = (load_file(checkpoints / name / "model.safetensors") for name in ("step-00000035", "step-00000040"))
+    torch.testing.assert_close(merged["decoder_bias"], (a["decoder_bias"] + b["decoder_bias"]) / 2)
+    assert main(["export", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]) == 2
+    assert "not a checkpoint directory" in capsys.readouterr().err

@@ -1,0 +1,169 @@
+"""How fairly a tokenizer treats each language: tokens per word (fertility) and bytes per token.
+
+In: texts per language (or a corpus directory) and one or two tokenizers. Out: per language `documents, words,
+tokens, bytes, tokens_per_word, bytes_per_token`; from the command line a markdown table, and with --output
+fertility.csv, fertility.md and fertility.png (the tokenizers side by side).
+
+Words are counted with the corpus stage's segmenter (`corpus.segmentation.split_words`): letters, marks and digits
+between spaces and punctuation, and ICU's dictionary word breaking for scripts written without spaces (Han,
+Japanese, Thai, Lao, Khmer, Myanmar, Tibetan). Runs of punctuation are not words here; tokens exclude [CLS]/[SEP].
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import regex
+
+from mmbert.atomic import atomic_directory, atomic_file, write_text_atomic
+from mmbert.errors import UsageError
+
+_HAS_WORD_CHARACTER = regex.compile(r"[\p{L}\p{M}\p{N}]")
+COLUMNS = ("documents", "words", "tokens", "bytes", "tokens_per_word", "bytes_per_token")
+
+
+def count_words(text: str, script: str | None) -> int:
+    from corpus.segmentation import split_words
+
+    return sum(1 for word in split_words(text, script) if _HAS_WORD_CHARACTER.search(word))
+
+
+def _script(label: str, texts: list[str]) -> str | None:
+    _, _, script = label.partition("_")
+    if script:
+        return script
+    from languages.scripts import dominant_script
+
+    return dominant_script(" ".join(texts[:20]))
+
+
+def measure_fertility(texts_by_language: dict[str, list[str]], tokenizer) -> dict[str, dict]:
+    """Per language: documents, words, tokens, bytes, tokens_per_word, bytes_per_token (ratios None when undefined).
+
+    `tokenizer` is a `tokenizers.Tokenizer` or a spec that `tokenizer.gemma.load_tokenizer` accepts.
+    """
+    from tokenizer.gemma import load_tokenizer
+
+    if isinstance(tokenizer, (str, Path)):
+        tokenizer = load_tokenizer(tokenizer)
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    # "<eos>" written in a text is text, as when packing; the caller's tokenizer is left as it was.
+    previous, tokenizer.encode_special_tokens = tokenizer.encode_special_tokens, True
+    try:
+        results = {}
+        for label, texts in texts_by_language.items():
+            script = _script(label, texts)
+            tokens = sum(len(encoding.ids) for encoding in encode(list(texts), add_special_tokens=False))
+            words = sum(count_words(text, script) for text in texts)
+            size = sum(len(text.encode("utf-8")) for text in texts)
+            results[label] = {
+                "documents": len(texts), "words": words, "tokens": tokens, "bytes": size,
+                "tokens_per_word": tokens / words if words else None,
+                "bytes_per_token": size / tokens if tokens else None,
+            }
+    finally:
+        tokenizer.encode_special_tokens = previous
+    return results
+
+
+def tokenizer_name(spec: str) -> str:
+    path = Path(spec)
+    if path.name in ("tokenizer.json", "tokenizer.model"):
+        return path.parent.name or spec
+    return path.name or spec
+
+
+def fertility_table(results: dict[str, dict[str, dict]]) -> str:
+    """Markdown: one row per language, tokens/word and bytes/token for each tokenizer side by side."""
+    names = list(results)
+    labels = sorted({label for per_language in results.values() for label in per_language})
+    header = ["language", "words"] + [f"tokens/word {n}" for n in names] + [f"bytes/token {n}" for n in names]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label in labels:
+        first = results[names[0]].get(label, {})
+        cells = [label, str(first.get("words", ""))]
+        for column in ("tokens_per_word", "bytes_per_token"):
+            for name in names:
+                value = results[name].get(label, {}).get(column)
+                cells.append("–" if value is None else f"{value:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def fertility_csv(results: dict[str, dict[str, dict]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["language", "tokenizer", *COLUMNS])
+    for name, per_language in results.items():
+        for label in sorted(per_language):
+            row = per_language[label]
+            writer.writerow([label, name, *("" if row[c] is None else (f"{row[c]:.4f}" if isinstance(row[c], float)
+                                                                         else row[c]) for c in COLUMNS)])
+    return buffer.getvalue()
+
+
+def plot_fertility(results: dict[str, dict[str, dict]], path: Path) -> None:
+    """Two panels (tokens per word, bytes per token), languages sorted by the first tokenizer's fertility."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(results)
+    labels = sorted(results[names[0]], key=lambda label: results[names[0]][label]["tokens_per_word"] or 0)
+    positions, width = np.arange(len(labels)), 0.8 / len(names)
+    figure, axes = plt.subplots(2, 1, figsize=(max(8, 0.32 * len(labels) + 2), 8), sharex=True)
+    for axis, column, title in zip(axes, ("tokens_per_word", "bytes_per_token"),
+                                   ("tokens per word (lower is better)", "bytes per token (higher is better)")):
+        for index, name in enumerate(names):
+            values = [results[name].get(label, {}).get(column) or 0 for label in labels]
+            axis.bar(positions + (index - (len(names) - 1) / 2) * width, values, width, label=name)
+        axis.set_title(title)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].legend()
+    axes[1].set_xticks(positions, labels, rotation=90, fontsize=8)
+    figure.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=120)
+    plt.close(figure)
+
+
+def run_fertility(corpus_dir, tokenizer_specs: list[str], output=None, languages: list[str] | None = None,
+                  max_documents: int = 1000, overwrite: bool = False) -> str:
+    """Measure each tokenizer on up to `max_documents` documents per language; returns the markdown table."""
+    from tokenizer.corpus_files import corpus_languages, iter_texts, normalize_labels
+    from tokenizer.gemma import load_tokenizer
+
+    if not 1 <= len(tokenizer_specs) <= 2:
+        raise UsageError("give one or two tokenizers")
+    if max_documents < 1:
+        raise UsageError(f"--max-documents must be at least 1, got {max_documents}")
+    if output is not None and Path(output).exists() and not overwrite:
+        raise UsageError(f"--output {output} already exists (pass --overwrite to replace it)")
+    files = corpus_languages(corpus_dir, normalize_labels(languages))
+    tokenizers = {}
+    for spec in tokenizer_specs:
+        name = tokenizer_name(str(spec))
+        tokenizers[name if name not in tokenizers else str(spec)] = load_tokenizer(spec)
+    texts = {}
+    for label, paths in files.items():
+        documents = []
+        for _, text in iter_texts(paths):
+            documents.append(text)
+            if len(documents) == max_documents:
+                break
+        if documents:
+            texts[label] = documents
+    if not texts:
+        raise UsageError(f"no usable documents in {corpus_dir}")
+    results = {name: measure_fertility(texts, tokenizer) for name, tokenizer in tokenizers.items()}
+    table = fertility_table(results)
+    if output is not None:
+        with atomic_directory(output, overwrite=overwrite) as tmp:
+            write_text_atomic(tmp / "fertility.csv", fertility_csv(results))
+            write_text_atomic(tmp / "fertility.md", table)
+            plot_fertility(results, tmp / "fertility.png")
+    return table

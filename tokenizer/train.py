@@ -1,0 +1,189 @@
+"""Train a tokenizer of Gemma 2's design on the corpus, with `tokenizers` (Rust BPE trainer).
+
+In: the corpus artefact, a vocabulary size, a temperature. Out: a directory that
+`transformers.AutoTokenizer.from_pretrained(DIR)` loads: tokenizer.json, tokenizer_config.json,
+special_tokens_map.json, and training.json (what it was trained on).
+
+Gemma 2's design, kept here:
+- ids 0-4 are <pad> <eos> <bos> <unk> <mask> (tokenizer/special_tokens.py); ids 5-260 are the 256 byte tokens
+  <0x00>…<0xFF> of byte fallback, so no text is ever unknown; learned pieces follow.
+- the normalizer only replaces " " with "▁" and the decoder undoes it (Replace, ByteFallback, Fuse): no lowercasing,
+  no Unicode normalization, whitespace kept exactly.
+- no whitespace pre-splitting at encoding time, as in Gemma. While training, text is cut before each "▁" (runs of
+  spaces stay together) and between letters and punctuation, so no merge ever spans a word boundary or glues
+  punctuation to a word — the constraints SentencePiece (whitespace and Unicode-script splitting) applied to Gemma.
+- digits are always single tokens (a Digits pre-tokenizer, kept at encoding time), pieces are at most 16 characters.
+- the alphabet keeps the characters covering 99.95 % of the sample (SentencePiece's default character coverage);
+  rarer characters fall back to bytes.
+Difference from Gemma: the post-processor adds [CLS] … [SEP] (<bos> … <eos>), the encoder convention of mmBERT.
+
+Training text is drawn language-balanced: each language's share of `max_bytes` follows the temperature weights
+p ∝ bytes^τ (`languages.sampling.token_budgets`, capped at the text it has), documents chosen by a seeded hash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+from mmbert.atomic import atomic_directory, write_text_atomic
+from mmbert.errors import UsageError
+from tokenizer.corpus_files import corpus_languages, iter_texts, normalize_labels, text_bytes
+from tokenizer.documents import document_hash, hash_fraction
+from tokenizer.special_tokens import BOS_TOKEN, EOS_TOKEN, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS, UNK_TOKEN
+
+BYTE_TOKENS = [f"<0x{byte:02X}>" for byte in range(256)]
+CHARACTER_COVERAGE = 0.9995
+MAX_PIECE_LENGTH = 16
+MIN_VOCAB_SIZE = len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 64
+
+
+def sample_training_texts(files: dict[str, list[Path]], max_bytes: int, temperature: float,
+                          seed: int = 0) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Language → texts drawn for training, and language → byte budget it was given.
+
+    Budgets come from temperature sampling over each language's text bytes, each capped at what the language has
+    (the excess goes to the others). Within a language, documents are taken in the order of a seeded hash of their
+    id until the budget is spent — a deterministic sample that does not favour the first files.
+    """
+    from languages.sampling import token_budgets
+
+    available = {label: text_bytes(paths) for label, paths in files.items()}
+    budgets = token_budgets(available, temperature, max_bytes, max_epochs=1.0)
+    sample = {}
+    for label, paths in files.items():
+        budget = budgets.get(label, 0)
+        if budget <= 0:
+            continue
+        # Keep documents whose hash falls under the share needed (with headroom), then take them in hash order.
+        share = min(1.0, 1.5 * budget / max(available[label], 1))
+        chosen = sorted((document_hash(doc_id, seed), text) for doc_id, text in iter_texts(paths)
+                        if share >= 1.0 or hash_fraction(document_hash(doc_id, seed)) < share)
+        texts, used = [], 0
+        for _, text in chosen:
+            if used >= budget:
+                break
+            texts.append(text)
+            used += len(text.encode("utf-8"))
+        if texts:
+            sample[label] = texts
+    return sample, budgets
+
+
+def alphabet_size(texts: Iterator[str], coverage: float = CHARACTER_COVERAGE) -> int:
+    """How many of the most frequent characters cover `coverage` of all character occurrences."""
+    counts = Counter()
+    for text in texts:
+        counts.update(text)
+    total, covered, size = sum(counts.values()), 0, 0
+    for _, count in counts.most_common():
+        if covered >= coverage * total:
+            break
+        covered += count
+        size += 1
+    return size
+
+
+def build_gemma_style_bpe(texts: list[str], vocab_size: int):
+    """Train the BPE model and return a `tokenizers.Tokenizer` laid out and configured as described above."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    learned_size = vocab_size - len(BYTE_TOKENS)  # the trainer's vocabulary: specials + alphabet + merges
+    trainer = trainers.BpeTrainer(
+        vocab_size=learned_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=list("0123456789"),  # every digit is a token, as in Gemma (not a byte sequence)
+        limit_alphabet=min(alphabet_size(texts), (learned_size - len(SPECIAL_TOKENS)) // 2),
+        max_token_length=MAX_PIECE_LENGTH,
+        show_progress=False,
+    )
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN, byte_fallback=True, fuse_unk=True))
+    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([  # training only: where merges may never cross
+        pre_tokenizers.Split(Regex("▁?[^▁]+"), behavior="isolated"),  # word boundaries
+        pre_tokenizers.Split(Regex(r"▁?[^\p{L}\p{M}\p{N}▁]+"), behavior="isolated"),  # letters | punctuation
+        pre_tokenizers.Digits(individual_digits=True),
+    ])
+    tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+
+    # Lay the vocabulary out as Gemma does: specials, then the 256 byte tokens, then the learned pieces.
+    config = json.loads(tokenizer.to_str())
+    learned = sorted(config["model"]["vocab"].items(), key=lambda item: item[1])
+    layout = list(SPECIAL_TOKENS) + BYTE_TOKENS
+    vocab = {token: index for index, token in enumerate(layout)}
+    for token, _ in learned:
+        if token not in vocab:
+            vocab[token] = len(vocab)
+    config["model"]["vocab"] = vocab
+    config["added_tokens"] = [
+        {"id": SPECIAL_TOKENS[token], "content": token, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True} for token in SPECIAL_TOKENS
+    ]
+    tokenizer = Tokenizer.from_str(json.dumps(config))
+
+    # Encoding time: Gemma's whitespace handling (no whitespace pre-splitting), digits still one by one.
+    tokenizer.pre_tokenizer = pre_tokenizers.Digits(individual_digits=True)
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS_TOKEN} $A {EOS_TOKEN}",
+        pair=f"{BOS_TOKEN} $A {EOS_TOKEN} $B:1 {EOS_TOKEN}:1",
+        special_tokens=[(BOS_TOKEN, SPECIAL_TOKENS[BOS_TOKEN]), (EOS_TOKEN, SPECIAL_TOKENS[EOS_TOKEN])],
+    )
+    tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
+    return tokenizer
+
+
+def save_for_transformers(tokenizer, directory: Path, model_max_length: int = 8192) -> None:
+    """tokenizer.json + tokenizer_config.json + special_tokens_map.json, as AutoTokenizer expects them."""
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length,
+                                   **SPECIAL_TOKEN_ROLES)
+    fast.save_pretrained(str(directory))
+    # The class name every transformers version knows (5.x would write its own "TokenizersBackend").
+    config_path = directory / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    write_text_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    if not (directory / "special_tokens_map.json").exists():  # transformers 5 folds it into tokenizer_config.json
+        write_text_atomic(directory / "special_tokens_map.json", json.dumps(SPECIAL_TOKEN_ROLES, indent=2) + "\n")
+
+
+def train_tokenizer(corpus_dir, vocab_size: int, output_dir, temperature: float = 0.3, max_bytes: int = 200 * 2**20,
+                    languages: list[str] | None = None, seed: int = 0, overwrite: bool = False) -> dict:
+    """Train on a language-balanced sample of `corpus_dir` and write the tokenizer directory; returns its summary."""
+    output_dir = Path(output_dir)
+    if not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
+        raise UsageError(f"--vocab-size must be at least {MIN_VOCAB_SIZE} (5 special + 256 byte tokens + pieces), "
+                         f"got {vocab_size}")
+    if not temperature > 0:
+        raise UsageError(f"--temperature must be > 0 (1 = proportional to data, small = near uniform), got {temperature}")
+    if max_bytes < 1:
+        raise UsageError(f"--max-mb must be positive, got {max_bytes / 2**20}")
+    if output_dir.exists() and not overwrite:
+        raise UsageError(f"--output {output_dir} already exists (pass --overwrite to replace it)")
+    files = corpus_languages(corpus_dir, normalize_labels(languages))
+    sample, budgets = sample_training_texts(files, max_bytes, temperature, seed)
+    if not sample:
+        raise UsageError(f"no usable text in {corpus_dir} for the languages asked for")
+    texts = [text for label in sorted(sample) for text in sample[label]]
+    tokenizer = build_gemma_style_bpe(texts, vocab_size)
+    summary = {
+        "vocab_size": tokenizer.get_vocab_size(),
+        "requested_vocab_size": vocab_size,
+        "temperature": temperature,
+        "seed": seed,
+        "sample_bytes": sum(len(text.encode("utf-8")) for text in texts),
+        "languages": {label: {"documents": len(sample[label]),
+                              "bytes": sum(len(t.encode("utf-8")) for t in sample[label]),
+                              "budget_bytes": budgets.get(label, 0)} for label in sorted(sample)},
+        "special_ids": dict(SPECIAL_TOKENS),
+        "corpus": str(Path(corpus_dir).resolve()),
+    }
+    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
+        save_for_transformers(tokenizer, tmp)
+        write_text_atomic(tmp / "training.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return summary
+

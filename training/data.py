@@ -1,0 +1,371 @@
+"""The training loader: packed rows for each step, phase by phase, the same for any number of processes.
+
+In: the recipe's phases and the packed-shards artefact (`SHARDS/<lang>/train/part-*.parquet`, `manifest.json`,
+`token_counts.csv`, `_SUCCESS`), or per phase a materialised mixture (`MIX/train/part-*.parquet` with a `language`
+column, already shuffled). Out: per step, this process's slice of the global batch (`StepBatch`: rows, document
+lengths, languages, a seed per row for masking) and the phase it belongs to.
+
+How rows are chosen (on-the-fly sampling):
+  * each row of a step draws its language from the phase's temperature weights (`languages.sampling`) with a
+    generator seeded by (seed, phase, step) — every process draws the whole global batch, then reads only its slice;
+  * a language's rows are read without replacement in a seeded shuffled order (row groups shuffled, then rows within
+    each), and recycled in a new order when exhausted (the epoch count is kept and logged);
+  * a phase ends when it has seen its token budget (rows × seq_len).
+A mixture phase reads its rows in order, cycling when it runs out. The loader's position (phase, step, each language's
+epoch and cursor) is a small dict of ints saved in every checkpoint, so a resumed run sees exactly the same rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from languages.sampling import read_counts_csv, temperature_weights, token_budgets
+from languages.schedule import parse_phase
+from mmbert.errors import UsageError
+from training.config import PhaseConfig, Recipe
+
+log = logging.getLogger(__name__)
+ROW_GROUP_CACHE_SIZE = 32  # decoded row groups kept in memory (per process)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading packed rows
+
+
+@dataclass
+class RowTable:
+    """Rows of one language (or one mixture) across its Parquet files, addressed by a single row index."""
+
+    files: list[Path]
+    groups: list[tuple[int, int, int]]  # (file index, row group index, rows), in file order
+    starts: list[int]  # first row index of each group
+
+    @classmethod
+    def scan(cls, files: list[Path]) -> "RowTable":
+        groups, starts, total = [], [], 0
+        for file_index, path in enumerate(files):
+            metadata = pq.ParquetFile(path).metadata
+            for group in range(metadata.num_row_groups):
+                rows = metadata.row_group(group).num_rows
+                if rows:
+                    groups.append((file_index, group, rows))
+                    starts.append(total)
+                    total += rows
+        return cls(files, groups, starts)
+
+    @property
+    def num_rows(self) -> int:
+        return self.starts[-1] + self.groups[-1][2] if self.groups else 0
+
+    def locate(self, row: int) -> tuple[int, int]:
+        """Row index → (group index, offset inside the group)."""
+        group = bisect.bisect_right(self.starts, row) - 1
+        return group, row - self.starts[group]
+
+
+class RowGroupCache:
+    """Decoded row groups (input_ids as a (rows, seq_len) array; document lengths as lists), least recently used out."""
+
+    def __init__(self, size: int = ROW_GROUP_CACHE_SIZE):
+        self.size, self.entries = size, OrderedDict()
+
+    def row(self, table: RowTable, row: int) -> tuple[np.ndarray, list[int]]:
+        group, offset = table.locate(row)
+        file_index, group_index, _ = table.groups[group]
+        key = (str(table.files[file_index]), group_index)
+        if key not in self.entries:
+            data = pq.ParquetFile(table.files[file_index]).read_row_group(
+                group_index, columns=["input_ids", "document_lengths"])
+            ids = data.column("input_ids").combine_chunks()
+            values = ids.flatten().to_numpy().astype(np.int64)
+            self.entries[key] = (values.reshape(len(ids), -1), data.column("document_lengths").to_pylist())
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        self.entries.move_to_end(key)
+        ids, lengths = self.entries[key]
+        return ids[offset], lengths[offset]
+
+
+def _parquet_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("part-*.parquet"))
+
+
+@dataclass
+class PackedShards:
+    """A packed-shards directory: its seq_len, tokenizer, per-language train token counts and row tables."""
+
+    path: Path
+    seq_len: int
+    manifest: dict
+    counts: dict[str, int]
+    _tables: dict
+
+    @classmethod
+    def open(cls, path: str | Path) -> "PackedShards":
+        path = Path(path)
+        if not path.is_dir():
+            raise UsageError(f"packed shards not found: {path} (make them with `mmbert tokenizer pack`)")
+        for name in ("_SUCCESS", "manifest.json", "token_counts.csv"):
+            if not (path / name).is_file():
+                raise UsageError(f"{path}: not complete packed shards ({name} is missing); rerun `mmbert tokenizer pack`")
+        try:
+            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            seq_len = int(manifest["seq_len"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"{path / 'manifest.json'}: no usable seq_len ({error})") from None
+        counts = read_counts_csv(path / "token_counts.csv", ignore_unknown=True)
+        return cls(path, seq_len, manifest, counts, {})
+
+    @property
+    def vocab_size(self) -> int | None:
+        return (self.manifest.get("tokenizer") or {}).get("vocab_size")
+
+    def table(self, language: str) -> RowTable:
+        if language not in self._tables:
+            self._tables[language] = RowTable.scan(_parquet_files(self.path / language / "train"))
+        return self._tables[language]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Phase sources
+
+
+def _stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
+
+
+class LanguageStream:
+    """One language's rows in a seeded shuffled order per epoch, read without replacement, recycled when exhausted."""
+
+    def __init__(self, key: str, table: RowTable, seed: int):
+        self.key, self.table, self.seed = key, table, seed
+        self.epoch, self.position = 0, 0
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Row groups in a shuffled order, rows shuffled within each: a full permutation that reads group by group."""
+        if self._order is None or self._order[0] != epoch:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, _stable_hash(self.key), epoch]))
+            pieces = []
+            for group in rng.permutation(len(self.table.groups)):
+                start, rows = self.table.starts[group], self.table.groups[group][2]
+                pieces.append(start + rng.permutation(rows))
+            self._order = (epoch, np.concatenate(pieces))
+        return self._order[1]
+
+    def take(self) -> int:
+        row = int(self.order(self.epoch)[self.position])
+        self.position += 1
+        if self.position == self.table.num_rows:
+            self.epoch, self.position = self.epoch + 1, 0
+        return row
+
+
+class SampledPhase:
+    """On-the-fly temperature sampling over a phase's languages from per-language shards."""
+
+    def __init__(self, index: int, phase: PhaseConfig, shards: PackedShards, languages: list[str], seed: int,
+                 max_epochs: float | None, streams: dict[str, LanguageStream]):
+        self.index, self.phase, self.shards, self.seed = index, phase, shards, seed
+        self.languages = languages
+        counts = {language: shards.counts[language] for language in languages}
+        if max_epochs is None:
+            weights = temperature_weights(counts, phase.temperature)
+        else:  # with an epoch cap, the sampler's capped budgets (the same numbers a materialised mixture uses)
+            budgets = token_budgets(counts, phase.temperature, phase.budget, max_epochs)
+            total = sum(budgets.values()) or 1
+            weights = {language: budget / total for language, budget in budgets.items()}
+        self.weights = np.array([weights[language] for language in languages], dtype=np.float64)
+        self.weights /= self.weights.sum()
+        # Streams are keyed by shards directory and language: a later phase on the same shards continues the order.
+        self.streams = [streams.setdefault(f"{shards.path}:{language}",
+                                           LanguageStream(f"{language}@{shards.seq_len}", shards.table(language), seed))
+                        for language in languages]
+
+    def plan(self, step_in_phase: int, rows: int) -> list[tuple[str, RowTable, int]]:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.index, step_in_phase]))
+        choices = rng.choice(len(self.languages), size=rows, p=self.weights)
+        return [(self.languages[c], self.streams[c].table, self.streams[c].take()) for c in choices]
+
+
+class MixturePhase:
+    """A materialised phase mixture, read in order and cycled (its rows are already shuffled and balanced)."""
+
+    def __init__(self, index: int, phase: PhaseConfig, path: Path, mixture_positions: dict[str, int]):
+        self.index, self.phase, self.path = index, phase, path
+        self.table = RowTable.scan(_parquet_files(path / "train"))
+        if not self.table.num_rows:
+            raise UsageError(f"mixture {path}: no rows under train/")
+        self.key, self.positions = str(path), mixture_positions
+        self.positions.setdefault(self.key, 0)
+        self._languages = None
+
+    def language_of(self, row: int) -> str:
+        if self._languages is None:  # small: one string per row
+            self._languages = [value for f in self.table.files
+                               for value in pq.read_table(f, columns=["language"]).column("language").to_pylist()]
+        return self._languages[row]
+
+    def plan(self, step_in_phase: int, rows: int) -> list[tuple[str, RowTable, int]]:
+        start = self.positions[self.key]
+        self.positions[self.key] = start + rows
+        indices = [(start + i) % self.table.num_rows for i in range(rows)]
+        return [(self.language_of(i), self.table, i) for i in indices]
+
+
+def _mixture_seq_len(path: Path) -> int:
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        try:
+            return int(json.loads(manifest.read_text(encoding="utf-8"))["seq_len"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    files = _parquet_files(path / "train")
+    first = pq.ParquetFile(files[0]).read_row_group(0, columns=["input_ids"]).column("input_ids")
+    return len(first[0])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The loader
+
+
+@dataclass
+class StepBatch:
+    phase_index: int
+    step_in_phase: int
+    input_ids: np.ndarray  # (rows of this process, seq_len) int64
+    document_lengths: list[list[int]]
+    languages: list[str]  # this process's rows
+    row_seeds: list[tuple[int, ...]]  # one per row of this process, for masking
+    global_languages: list[str]  # every row of the global batch (for per-language token counts)
+
+
+class TrainLoader:
+    """Phases in order; each step's global batch planned identically on every process, read in slices."""
+
+    def __init__(self, recipe: Recipe, rank: int = 0, world_size: int = 1):
+        self.recipe, self.rank, self.world_size, self.seed = recipe, rank, world_size, recipe.seed
+        self.streams: dict[str, LanguageStream] = {}
+        self.mixture_positions: dict[str, int] = {}
+        self.cache = RowGroupCache()
+        self._shards: dict[str, PackedShards] = {}
+        self.phase_index, self.step_in_phase, self.tokens_in_phase = 0, 0, 0
+        self.sources = [self._build_source(index, phase) for index, phase in enumerate(recipe.phases)]
+
+    # Building (all checks happen here, before any training)
+
+    def _build_source(self, index: int, phase: PhaseConfig):
+        where = f"phases[{index}] ({phase.name})"
+        if phase.mixture:
+            path = Path(phase.mixture)
+            if not path.is_dir() or not _parquet_files(path / "train"):
+                raise UsageError(f"{where}.mixture: {path} holds no train/part-*.parquet "
+                                 "(make it with the phase-mixture job)")
+            seq_len = _mixture_seq_len(path)
+            self._check_seq_len(where, phase, seq_len, path, "mixture")
+            return MixturePhase(index, phase, path, self.mixture_positions)
+        shards = self.shards(phase)
+        self._check_seq_len(where, phase, shards.seq_len, shards.path, "shards")
+        available = {language for language, count in shards.counts.items() if count > 0}
+        resolved = parse_phase(phase.language_spec, f"recipe {where}", counts=shards.counts)
+        missing = [language for language in resolved.languages if language not in available
+                   or not shards.table(language).num_rows]
+        present = [language for language in resolved.languages if language not in missing]
+        if missing:
+            shown = ", ".join(missing[:20]) + (f" … ({len(missing)} in all)" if len(missing) > 20 else "")
+            if not self.recipe.data.skip_missing_languages:
+                raise UsageError(f"{where}: no packed shards in {shards.path} for: {shown}. Pack them, or set "
+                                 "data.skip_missing_languages: true to train on the languages that have shards")
+            log.warning("%s: skipping %d languages without shards in %s: %s", where, len(missing), shards.path, shown)
+        if not present:
+            raise UsageError(f"{where}: none of the phase's languages has packed shards in {shards.path}")
+        return SampledPhase(index, phase, shards, present, self.seed, resolved.max_epochs, self.streams)
+
+    def shards(self, phase: PhaseConfig) -> PackedShards:
+        path = str(phase.shards or self.recipe.data.shards)
+        if path not in self._shards:
+            self._shards[path] = PackedShards.open(path)
+        return self._shards[path]
+
+    @staticmethod
+    def _check_seq_len(where: str, phase: PhaseConfig, seq_len: int, path: Path, what: str) -> None:
+        if seq_len != phase.seq_len:
+            raise UsageError(
+                f"{where}.seq_len: the phase trains at {phase.seq_len} tokens per row but the {what} in {path} "
+                f"are packed at {seq_len}; pack shards at {phase.seq_len} (`mmbert tokenizer pack --seq-len "
+                f"{phase.seq_len}`) and name them in the phase's `shards:`")
+
+    @property
+    def vocab_size(self) -> int | None:
+        sizes = {s.vocab_size for s in self._shards.values() if s.vocab_size}
+        return max(sizes) if sizes else None
+
+    # Iteration
+
+    @property
+    def finished(self) -> bool:
+        return self.phase_index >= len(self.sources)
+
+    @property
+    def phase(self) -> PhaseConfig:
+        return self.recipe.phases[self.phase_index]
+
+    def next_batch(self, global_rows: int) -> StepBatch:
+        """Plan `global_rows` rows (all processes alike), read this process's slice, advance the phase's budget."""
+        if self.finished:
+            raise StopIteration("all phases are done")
+        if global_rows % self.world_size:
+            raise ValueError(f"global batch {global_rows} does not split over {self.world_size} processes")
+        source, phase = self.sources[self.phase_index], self.phase
+        planned = source.plan(self.step_in_phase, global_rows)
+        per_rank = global_rows // self.world_size
+        mine = range(self.rank * per_rank, (self.rank + 1) * per_rank)
+        rows = [self.cache.row(planned[i][1], planned[i][2]) for i in mine]
+        batch = StepBatch(
+            phase_index=self.phase_index,
+            step_in_phase=self.step_in_phase,
+            input_ids=np.stack([row[0] for row in rows]),
+            document_lengths=[list(row[1]) for row in rows],
+            languages=[planned[i][0] for i in mine],
+            row_seeds=[(self.seed, self.phase_index, self.step_in_phase, i) for i in mine],
+            global_languages=[language for language, _, _ in planned],
+        )
+        self.step_in_phase += 1
+        self.tokens_in_phase += global_rows * phase.seq_len
+        if self.tokens_in_phase >= phase.budget:
+            self.phase_index, self.step_in_phase, self.tokens_in_phase = self.phase_index + 1, 0, 0
+        return batch
+
+    def epochs(self) -> dict[str, float]:
+        """Epochs read so far per language stream (fractional), for the metrics."""
+        return {stream.key: stream.epoch + stream.position / stream.table.num_rows for stream in self.streams.values()}
+
+    # Checkpointing: plain ints and strings only (trainer_state.pt is loaded with weights_only=True)
+
+    def state_dict(self) -> dict:
+        return {
+            "phase_index": self.phase_index,
+            "step_in_phase": self.step_in_phase,
+            "tokens_in_phase": self.tokens_in_phase,
+            "streams": {key: [stream.epoch, stream.position] for key, stream in self.streams.items()},
+            "mixtures": dict(self.mixture_positions),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.phase_index = int(state["phase_index"])
+        self.step_in_phase, self.tokens_in_phase = int(state["step_in_phase"]), int(state["tokens_in_phase"])
+        for key, (epoch, position) in state["streams"].items():
+            if key not in self.streams:
+                log.warning("checkpoint has a position for %s, which this recipe does not read", key)
+                continue
+            self.streams[key].epoch, self.streams[key].position = int(epoch), int(position)
+        self.mixture_positions.update({key: int(value) for key, value in state["mixtures"].items()})

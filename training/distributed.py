@@ -1,0 +1,86 @@
+"""Processes and devices: one process, N CPU processes (gloo) or N GPUs (NCCL, DDP or FSDP2), chosen by torchrun.
+
+In: the environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK) and the recipe's device choice. Out: a
+`Distributed` context (rank, world size, device) and the model wrapped for data parallelism. The model file knows
+nothing of any of this (torchtitan's split): wrapping happens here, from the outside.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from mmbert.errors import UsageError
+
+
+@dataclass
+class Distributed:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str = "auto") -> Distributed:
+    """Join the process group when launched by torchrun with WORLD_SIZE > 1 (gloo on CPU, NCCL on GPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("training.device is cuda but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        torch_device = torch.device("cuda", local_rank)
+    else:
+        torch_device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
+                                device_id=torch_device if backend == "nccl" else None)
+    return Distributed(rank, world_size, local_rank, torch_device)
+
+
+def wrap_model(model: nn.Module, ctx: Distributed, fsdp: bool = False) -> nn.Module:
+    """DDP (or FSDP2's fully_shard, per block and then the whole model) when there are several processes."""
+    if not ctx.enabled:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for block in getattr(model, "layers", []):
+            fully_shard(block)
+        return fully_shard(model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

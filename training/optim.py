@@ -1,0 +1,63 @@
+"""Optimizer, learning-rate schedule and batch-size warm-up, all as functions of tokens seen.
+
+In: the model and the recipe's optimizer / schedule / batch sections. Out: a `torch.optim.AdamW` with two parameter
+groups (decayed matrices; undecayed norms, biases and embeddings unless the recipe says otherwise), `lr_at(tokens)`
+and `batch_size_at(tokens)`. Schedules are pure functions of tokens seen, so a resumed run needs only that number.
+
+Weight decay is decoupled from the learning rate's size, as in mmBERT's decoupled AdamW: each step multiplies a
+weight by (1 − wd · lr_t / lr_peak). torch's AdamW multiplies by (1 − lr_t · wd'), so wd' = wd / lr_peak.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from training.config import BatchConfig, OptimizerConfig, ScheduleConfig
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norms_biases_embeddings: bool = False) -> list[dict]:
+    """Matrices of linear layers are decayed; norms, biases (any 1-D tensor) and embeddings are not, by default."""
+    embedding_params = {id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)}
+    decay, no_decay = [], []
+    for _, param in model.named_parameters():  # named_parameters lists a tied tensor once
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim < 2 or id(param) in embedding_params
+        (no_decay if exempt and not decay_norms_biases_embeddings else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
+
+
+def build_optimizer(model: nn.Module, config: OptimizerConfig, fused: bool | None = None) -> torch.optim.AdamW:
+    groups = parameter_groups(model, config.weight_decay / config.lr, config.decay_norms_biases_embeddings)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps, fused=fused)
+
+
+def lr_at(tokens: int, peak_lr: float, schedule: ScheduleConfig, total_tokens: int) -> float:
+    """Warmup–stable–decay: 0 → peak linearly over warmup, peak, then to final_lr_ratio·peak over the last
+    decay_tokens, linearly or as 1 − sqrt (the shape of mmBERT's decay phase)."""
+    if schedule.warmup_tokens and tokens < schedule.warmup_tokens:
+        return peak_lr * (tokens + 1) / schedule.warmup_tokens  # never exactly 0: step 0 should still move
+    decay_start = total_tokens - schedule.decay_tokens
+    if not schedule.decay_tokens or tokens < decay_start:
+        return peak_lr
+    progress = min(1.0, (tokens - decay_start) / schedule.decay_tokens)
+    shape = progress if schedule.decay_shape == "linear" else math.sqrt(progress)
+    return peak_lr * (1.0 - (1.0 - schedule.final_lr_ratio) * shape)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def batch_size_at(tokens: int, batch: BatchConfig) -> int:
+    """Rows in the global batch after `tokens` tokens: a linear ramp from warmup_min_size to global_size over
+    warmup_tokens, rounded down to a multiple of warmup_min_size (as MosaicML's batch-size warm-up)."""
+    if not batch.warmup_tokens or tokens >= batch.warmup_tokens:
+        return batch.global_size
+    size = batch.warmup_min_size + (batch.global_size - batch.warmup_min_size) * tokens / batch.warmup_tokens
+    return max(batch.warmup_min_size, int(size) // batch.warmup_min_size * batch.warmup_min_size)

@@ -1,0 +1,260 @@
+"""The staged MLM training loop, top to bottom: config, data, model, optimizer, loop.
+
+In: a validated `Recipe` (training/config.py), a run directory, optionally a checkpoint to resume from. Out:
+`RUN/checkpoints/step-XXXXXXXX/` (training/checkpoint.py), `RUN/metrics.jsonl` (one line per logged step: loss, lr,
+tokens/s, tokens seen in all and per language, phase, mask rate, …), TensorBoard events under `RUN/tensorboard/`
+when tensorboard is installed, and a progress bar on the main process.
+
+One step: the loader plans the global batch (same on every process) and hands each process its rows; rows are
+masked with seeds of their own; each micro-batch's summed loss is divided by the number of masked tokens in the
+whole global batch, so 1 process and N processes compute the same gradient; clip, step, log, maybe checkpoint.
+Phases change the languages, τ, mask rate, sequence length and RoPE base between steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from mmbert.atomic import write_text_atomic
+from mmbert.errors import UsageError
+from training import checkpoint as ckpt
+from training.batches import document_ids_from_lengths
+from training.config import Recipe
+from training.data import TrainLoader
+from training.distributed import Distributed, all_reduce_sum, init_distributed, shutdown, wrap_model
+from training.masking import mask_batch
+from training.model import MaskedLM, ModelConfig
+from training.optim import batch_size_at, build_optimizer, lr_at, set_lr
+
+log = logging.getLogger(__name__)
+
+
+def train(recipe: Recipe, run_dir: str | Path, resume: str | None = None, progress: bool = True) -> dict:
+    """Run (or resume) the recipe's phases to the end; returns a summary of the last step."""
+    ctx = init_distributed(recipe.training.device)
+    try:
+        return _train(recipe, Path(run_dir), resume, progress, ctx)
+    finally:
+        shutdown()
+
+
+def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ctx: Distributed) -> dict:
+    # ---- checks that need no work: batch shape, run directory, checkpoint to resume from
+    b = recipe.batch
+    for name, rows in (("batch.global_size", b.global_size), ("batch.warmup_min_size", b.warmup_min_size)):
+        if rows and rows % ctx.world_size:
+            raise UsageError(f"{name} ({rows}) must be a multiple of the number of processes ({ctx.world_size})")
+    resume_from = ckpt.find_resume_checkpoint(run_dir, resume)
+    if resume_from is None and ckpt.list_checkpoints(run_dir / "checkpoints"):
+        raise UsageError(f"{run_dir} already has checkpoints: pass --resume auto to continue it, "
+                         "or choose another --output")
+
+    # ---- data (opens every phase's shards and checks languages and sequence lengths)
+    loader = TrainLoader(recipe, ctx.rank, ctx.world_size)
+
+    # ---- model
+    first = recipe.phases[0]
+    overrides = {key: value for key, value in recipe.model.items() if key != "name"}
+    overrides.setdefault("global_rope_theta", first.rope_theta_global)
+    overrides.setdefault("local_rope_theta", first.rope_theta_local)
+    if loader.vocab_size:
+        overrides.setdefault("vocab_size", loader.vocab_size)
+    try:
+        config = ModelConfig.named(recipe.model["name"], **overrides)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"model: {error}") from None
+    if loader.vocab_size and config.vocab_size < loader.vocab_size:
+        raise UsageError(f"model.vocab_size {config.vocab_size} is smaller than the shards' tokenizer "
+                         f"vocabulary ({loader.vocab_size})")
+    torch.manual_seed(recipe.seed)  # the same initial weights on every process and every run
+    model = MaskedLM(config)
+    state = {"step": 0, "tokens_seen": 0, "tokens_per_language": {}}
+    trainer_state: dict = {}
+    if resume_from is not None:
+        weights, meta, trainer_state = ckpt.load_checkpoint(resume_from)
+        model.set_rope_theta(meta["model_config"]["global_rope_theta"], meta["model_config"]["local_rope_theta"])
+        model.load_state_dict(weights)
+        loader.load_state_dict(trainer_state["loader"])
+        state = {key: trainer_state[key] for key in state}
+        if ctx.is_main:
+            log.info("resumed from %s (step %d)", resume_from, state["step"])
+    model.to(ctx.device)
+    wrapped = wrap_model(model, ctx, recipe.training.fsdp)
+    if recipe.training.compile:
+        wrapped = torch.compile(wrapped)
+
+    # ---- optimizer
+    optimizer = build_optimizer(model, recipe.optimizer)
+    if trainer_state.get("optimizer"):
+        _load_optimizer_state(model, optimizer, trainer_state, sharded=recipe.training.fsdp and ctx.enabled)
+
+    # ---- the loop
+    use_bf16 = recipe.training.precision == "bf16" or (
+        recipe.training.precision == "auto" and ctx.device.type == "cuda")
+    metrics = MetricsWriter(run_dir, ctx.is_main, resume_step=state["step"] if resume_from else None)
+    bar = _progress_bar(recipe.total_tokens, state["tokens_seen"], progress and ctx.is_main)
+    last: dict = {}
+    timer = time.perf_counter()
+    while not loader.finished:
+        phase = loader.phase
+        if (config.global_rope_theta, config.local_rope_theta) != (phase.rope_theta_global, phase.rope_theta_local):
+            model.set_rope_theta(phase.rope_theta_global, phase.rope_theta_local)
+        step, tokens_seen = state["step"], state["tokens_seen"]
+        rows = batch_size_at(tokens_seen, recipe.batch)
+        lr = lr_at(tokens_seen, phase.lr or recipe.optimizer.lr, recipe.schedule, recipe.total_tokens)
+        set_lr(optimizer, lr)
+        # Dropout (if any) draws from the global generator: seed it per step so a resumed step is the same step.
+        torch.manual_seed((recipe.seed * 1_000_003 + step * 1_009 + ctx.rank) % 2**63)
+
+        batch = loader.next_batch(rows)
+        inputs, labels = mask_batch(batch.input_ids, phase.mask_rate, batch.row_seeds, config.vocab_size)
+        document_ids = document_ids_from_lengths(batch.document_lengths, phase.seq_len)
+        predicted = all_reduce_sum(torch.tensor([(labels != -100).sum().item()], dtype=torch.float64,
+                                                device=ctx.device)).item()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        micro = phase.micro_size or recipe.batch.micro_size
+        starts = list(range(0, inputs.shape[0], micro))
+        for index, start in enumerate(starts):
+            sync = index == len(starts) - 1 or not ctx.enabled or recipe.training.fsdp
+            micro_labels = labels[start:start + micro]
+            with (contextlib.nullcontext() if sync else wrapped.no_sync()), \
+                    torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = wrapped(inputs[start:start + micro].to(ctx.device),
+                              document_ids[start:start + micro].to(ctx.device),
+                              micro_labels.to(ctx.device),
+                              max_predictions=_prediction_capacity(micro_labels) if recipe.training.compile else None)
+            micro_sum = out.loss.float() * out.num_predicted
+            # DDP averages gradients over processes; × world_size turns that average back into the global sum.
+            (micro_sum * (ctx.world_size / max(predicted, 1.0))).backward()
+            loss_sum += micro_sum.detach().double()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            model.parameters(), recipe.optimizer.grad_clip if recipe.optimizer.grad_clip > 0 else math.inf)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = all_reduce_sum(loss_sum).item() / max(predicted, 1.0)
+
+        step_tokens = rows * phase.seq_len
+        state["step"], state["tokens_seen"] = step + 1, tokens_seen + step_tokens
+        for language in batch.global_languages:
+            state["tokens_per_language"][language] = state["tokens_per_language"].get(language, 0) + phase.seq_len
+        now = time.perf_counter()
+        elapsed, timer = now - timer, now
+        last = {"step": state["step"], "phase": phase.name, "loss": loss, "lr": lr, "grad_norm": float(grad_norm),
+                "batch_rows": rows, "seq_len": phase.seq_len, "mask_rate": phase.mask_rate,
+                "rope_theta": [phase.rope_theta_global, phase.rope_theta_local], "predicted": int(predicted),
+                "tokens_seen": state["tokens_seen"], "tokens_per_second": step_tokens / max(elapsed, 1e-9)}
+        if state["step"] % recipe.training.log_every == 0 or loader.finished:
+            metrics.write({**last, "tokens_per_language": dict(sorted(state["tokens_per_language"].items())),
+                           "epochs": loader.epochs()})
+        if bar is not None:
+            bar.update(step_tokens)
+            bar.set_postfix(phase=phase.name, loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+
+        phase_ended = loader.finished or loader.phase_index != batch.phase_index
+        if state["step"] % recipe.training.checkpoint_every == 0 or phase_ended:
+            _save(run_dir, model, config, optimizer, loader, state, recipe, phase.name, ctx)
+    if bar is not None:
+        bar.close()
+    metrics.close()
+    return last
+
+
+def _prediction_capacity(labels: torch.Tensor, bucket: int = 512) -> int:
+    """Masked positions rounded up to a multiple of `bucket`: a compiled loss sees a few shapes, not one per count.
+    The labels are on the host, so counting them costs no device sync."""
+    count = int((labels != -100).sum())
+    return min(labels.numel(), max(bucket, -(-count // bucket) * bucket))
+
+
+def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, ctx) -> None:
+    if recipe.training.fsdp and ctx.enabled:  # every process holds a shard: gather full tensors first (collective)
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state = get_model_state_dict(model, options=options)
+        optimizer_state = get_optimizer_state_dict(model, optimizer, options=options)
+    else:
+        model_state, optimizer_state = model.state_dict(), optimizer.state_dict()
+    if ctx.is_main:
+        tokenizer = next((s.manifest.get("tokenizer") for s in loader._shards.values()), None)
+        meta = {"model_config": config.to_dict(), "phase": phase_name, "tokens_seen": state["tokens_seen"],
+                "tokenizer": tokenizer, "recipe": recipe.source, "recipe_name": recipe.name}
+        trainer_state = {"optimizer": optimizer_state, "optimizer_format": "fqn" if recipe.training.fsdp and ctx.enabled
+                         else "torch", "loader": loader.state_dict(), **state,
+                         "rng": {"torch": torch.get_rng_state()}, "world_size": ctx.world_size}
+        ckpt.save_checkpoint(run_dir, state["step"], model_state, meta, trainer_state, recipe.training.keep_checkpoints)
+    if ctx.enabled:
+        torch.distributed.barrier()
+
+
+def _load_optimizer_state(model, optimizer, trainer_state: dict, sharded: bool) -> None:
+    """FSDP checkpoints hold the full optimizer state keyed by parameter name; DDP/single ones torch's own format."""
+    saved_format = trainer_state.get("optimizer_format", "torch")
+    if saved_format != ("fqn" if sharded else "torch"):
+        raise UsageError(f"the checkpoint's optimizer state was saved {'with' if saved_format == 'fqn' else 'without'} "
+                         "FSDP; resume it with the same training.fsdp setting")
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(model, optimizer, trainer_state["optimizer"],
+                                 options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=False))
+    else:
+        optimizer.load_state_dict(trainer_state["optimizer"])
+
+
+def _progress_bar(total_tokens: int, done: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total_tokens, initial=done, unit="tok", unit_scale=True, dynamic_ncols=True,
+                desc="train", disable=None)
+
+
+class MetricsWriter:
+    """`RUN/metrics.jsonl` (+ TensorBoard when installed), main process only. A resumed run first drops the lines
+    after the checkpoint it resumed from, so the file always reads as one uninterrupted run."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None):
+        self.enabled, self.path, self.handle, self.tensorboard = enabled, run_dir / "metrics.jsonl", None, None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.is_file():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
+        elif resume_step is None and self.path.exists():
+            os.unlink(self.path)
+        self.handle = self.path.open("a", encoding="utf-8")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+        if self.tensorboard is not None:
+            step = record["step"]
+            for key in ("loss", "lr", "grad_norm", "tokens_per_second", "tokens_seen", "batch_rows", "mask_rate"):
+                self.tensorboard.add_scalar(f"train/{key}", record[key], step)
+            for language, tokens in record["tokens_per_language"].items():
+                self.tensorboard.add_scalar(f"tokens_per_language/{language}", tokens, step)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
