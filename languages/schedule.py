@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
-from mmbert.errors import UsageError
+from mmbert.errors import UsageError, read_yaml_mapping
 from languages.registry import SOURCE_CODE_LABEL, UnknownLanguage, all_languages, normalize
 
 MMBERT_PHASES_FILE = Path(__file__).parent / "data" / "mmbert_phase_languages.csv"
@@ -77,13 +76,8 @@ def load_schedule(path: str | Path | None = None, counts: Mapping[str, float] | 
     if path is None:
         return default_schedule()
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"schedule file not found: {path}")
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise UsageError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("phases"), list) or not document["phases"]:
+    document = read_yaml_mapping(path, "schedule file")
+    if not isinstance(document.get("phases"), list) or not document["phases"]:
         raise UsageError(f"{path}: expected a mapping with a non-empty list under 'phases'")
     phases = [parse_phase(entry, f"{path}: phases[{index}]", path.parent, counts)
               for index, entry in enumerate(document["phases"])]

@@ -5,3 +5,21 @@ class UsageError(Exception):
     """Unusable arguments or input (missing file, bad header, unknown language…): exit status 2, nothing written."""
 
     exit_code = 2
+
+
+def read_yaml_mapping(path, what: str = "recipe") -> dict:
+    """A YAML file whose top level is a mapping; UsageError naming the file and the problem otherwise."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} not found: {path}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UsageError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise UsageError(f"{path}: expected a mapping at the top level")
+    return document

@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from mmbert.atomic import write_text_atomic
-from mmbert.errors import UsageError
+from mmbert.errors import UsageError, read_yaml_mapping
 
 QUIET_STAGES = {"corpus-stats", "sampling"}
 RECIPE_KEYS = {"output", "corpus", "schedule", "tokenizer", "pack", "mixture", "train", "eval"}
@@ -60,14 +60,7 @@ def register(subparsers) -> None:
 
 def load_run_recipe(path: str) -> dict:
     recipe_path = Path(path)
-    if not recipe_path.is_file():
-        raise UsageError(f"recipe not found: {recipe_path}")
-    try:
-        recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise UsageError(f"{recipe_path}: not valid YAML: {error}") from None
-    if not isinstance(recipe, dict):
-        raise UsageError(f"{recipe_path}: expected a mapping at the top level")
+    recipe = read_yaml_mapping(recipe_path, "recipe")
     unknown = sorted(set(recipe) - RECIPE_KEYS)
     if unknown:
         raise UsageError(f"{recipe_path}: unknown keys {unknown}; allowed: {sorted(RECIPE_KEYS)}")

@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from mmbert.errors import UsageError
+from mmbert.errors import UsageError, read_yaml_mapping
 
 # Keys a recipe phase passes through to `languages.schedule.parse_phase` (language set, τ, budget, epoch cap).
 LANGUAGE_PHASE_KEYS = ("name", "temperature", "languages", "languages_file", "top", "mmbert", "budget", "max_epochs",
@@ -140,14 +140,7 @@ class Recipe:
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, override and validate a recipe; UsageError naming the key and the problem on anything unusable."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"recipe not found: {path}")
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise UsageError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, dict):
-        raise UsageError(f"{path}: expected a mapping at the top level")
+    document = read_yaml_mapping(path, "recipe")
     document = apply_overrides(document, overrides)
     return parse_recipe(document, name=path.stem, where=str(path))
 
