@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tokenizer.special_tokens import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 from training import attention as attn_paths
 from training.loss import gather_predictions, linear_cross_entropy
 
@@ -50,10 +51,10 @@ class ModelConfig:
     initializer_range: float = 0.02
     initializer_cutoff_factor: float = 2.0  # truncated normal at ±2 std
     attention_out_dropout: float = 0.0  # mmBERT used 0.1 on the attention output
-    pad_token_id: int = 0
-    cls_token_id: int = 2
-    sep_token_id: int = 1
-    mask_token_id: int = 4
+    pad_token_id: int = PAD_ID  # mmBERT's ids for the Gemma 2 vocabulary, defined once in tokenizer/special_tokens.py
+    cls_token_id: int = CLS_ID
+    sep_token_id: int = SEP_ID
+    mask_token_id: int = MASK_ID
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
