@@ -32,12 +32,13 @@ def udhr_texts() -> dict[str, list[str]]:
 
 
 def write_udhr_corpus(output: Path, languages=CORPUS_LANGUAGES) -> Path:
-    """A corpus-artefact directory: <label>/part-00000.parquet, one document per UDHR section, plus counts.csv."""
+    """A corpus-artefact directory: <label>/part-00000.parquet, one document per UDHR section (preamble, each
+    article), plus counts.csv and _SUCCESS."""
     versions = {version.label: version for version in udhr.udhr_versions()}
     counts = []
     for label in languages:
         version = versions[label]
-        texts = [text for text in udhr.udhr_articles(version.file) if text]
+        texts = ["\n".join(block) for block in version.blocks()[1:]]  # the first block is the title
         ids = [f"udhr_{version.file}/{index:02d}" for index in range(len(texts))]
         table = pa.table({
             "id": ids,
