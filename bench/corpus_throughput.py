@@ -121,7 +121,7 @@ def time_our_stages(warc: str, extractor: str) -> dict:
     """Seconds spent in each per-document stage function, called in order outside Beam."""
     from corpus import dedup, extract, filters, inputs
     from corpus.lid import LanguageIdentifier
-    from corpus.segmentation import split_words
+    from corpus.segmentation import count_words, script_of_label
 
     stages = {}
     clock = time.perf_counter()
@@ -139,9 +139,11 @@ def time_our_stages(warc: str, extractor: str) -> dict:
     for start in range(0, len(documents), 64):
         batch = documents[start:start + 64]
         for document, (language, score, _script) in zip(batch, identifier.identify([d["text"] for d in batch])):
-            if language is not None and score >= filters.language_score_threshold(language):
+            if language is None:
+                continue
+            document["words"] = count_words(document["text"], script_of_label(language))  # as IdentifyLanguage does
+            if score >= filters.language_score_threshold(language):
                 labelled.append((document, language))
-            document["words"] = len(split_words(document["text"], (language or "").partition("_")[2]))
     stages["lid (+ word counts)"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from mmbert.atomic import write_text_atomic  # noqa: E402
+
 
 def write_corpus(directory: Path, repeat: int) -> list[str]:
     """A corpus artefact of all shipped UDHR versions, each document repeated `repeat` times under new ids."""
@@ -150,7 +152,7 @@ def main(argv=None) -> int:
                  f"this run and one on {small['bytes'] / 1e6:.0f} MB")
     print("\n".join(lines))
     if args.markdown:
-        Path(args.markdown).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_text_atomic(args.markdown, "\n".join(lines) + "\n")
     return 0
 
 

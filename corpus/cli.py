@@ -164,14 +164,10 @@ def parse_languages(value: str | None) -> tuple[str, ...] | None:
 
 
 def build_config(args):
-    """The BuildConfig for parsed `build` arguments; UsageError for a missing model or contradictory options."""
-    import os
-
+    """The BuildConfig for parsed `build` arguments; UsageError for contradictory options (run_build checks more)."""
     from corpus.dedup import MinHashConfig
     from corpus.pipeline import BuildConfig
 
-    if args.lid_model and "://" not in args.lid_model and not os.path.isfile(args.lid_model):
-        raise UsageError(f"--lid-model {args.lid_model}: no such file")
     if args.min_language_score is not None and args.language_thresholds:
         raise UsageError("give either --min-language-score or --language-thresholds, not both")
     return BuildConfig(
@@ -217,11 +213,11 @@ def stats_command(args) -> int:
 
     from corpus.stats import load, plot, table
 
-    stats = load(args.corpus)
-    print(table(stats, top=args.top))
     path = args.plot or FileSystems.join(args.corpus, "stats.png")
     if "://" in path:
-        raise UsageError("--plot must be a local path")
+        raise UsageError(f"--plot {path}: must be a local path (pass --plot for a remote corpus)")
+    stats = load(args.corpus)
+    print(table(stats, top=args.top))
     plot(stats, path, top=args.top or 40)
     print(f"plot: {path}")
     return 0

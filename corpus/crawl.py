@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shlex
-from pathlib import Path
 
 from corpus.crawl_policy import CrawlPolicy
+from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
 EPILOG = """\
@@ -70,9 +68,7 @@ def register(corpus_subparsers) -> argparse.ArgumentParser:
                    help="number of WARC files; one worker writes each, so keep a shard to ~1 GB (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=8, metavar="N",
                    help="DirectRunner threads, i.e. hosts fetched at once (default: %(default)s)")
-    p.add_argument("--runner", default="DirectRunner", help="Beam runner (default: %(default)s)")
-    p.add_argument("--pipeline-options", default="", metavar="'OPTS'",
-                   help="more Beam pipeline options, e.g. \"--project P --region R --temp_location gs://B/tmp\"")
+    add_runner_arguments(p)
     p.set_defaults(func=crawl_command)
     return p
 
@@ -95,8 +91,7 @@ def crawl_command(args: argparse.Namespace) -> int:
         num_shards=args.shards,
         num_workers=args.num_workers,
         overwrite=args.overwrite,
-        runner=args.runner,
-        pipeline_args=shlex.split(args.pipeline_options),
+        beam_args=runner_arguments(args),
     )
     outcomes = stats["outcomes"]
     skipped = ", ".join(f"{reason} {n}" for reason, n in outcomes.items() if n and reason != "fetched")
@@ -141,16 +136,9 @@ def check_arguments(urls: str, output: str, policy: CrawlPolicy, num_shards: int
         if FileSystems.exists(output) and FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list:
             raise UsageError(f"--output {output} is not empty (remote outputs cannot be overwritten; pick a new one)")
         return
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output {output} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"--output {output} is not empty; pass --overwrite to replace it")
-    parent = out.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--output {output}: {parent} is not writable")
+    from corpus.pipeline import check_output
+
+    check_output(output, overwrite, languages=None)  # the same rules as `corpus build`'s output
 
 
 def run_crawl(
@@ -161,41 +149,39 @@ def run_crawl(
     num_shards: int = 1,
     num_workers: int = 8,
     overwrite: bool = False,
-    runner: str = "DirectRunner",
-    pipeline_args: list[str] | None = None,
+    beam_args: list[str] | None = None,
 ) -> dict:
-    """Crawl the URLs listed in `urls` into `output`; returns the crawl_stats.json document."""
+    """Crawl the URLs listed in `urls` into `output`; returns the crawl_stats.json document.
+
+    `beam_args` (e.g. `mmbert.beam.runner_arguments(args)`) override the local multi-threaded DirectRunner.
+    """
     check_arguments(urls, output, policy, num_shards, num_workers, overwrite)
     if _is_remote(output):  # written in place; _SUCCESS, written last, marks it complete
-        return _run_pipeline(urls, output, policy, num_shards, num_workers, runner, pipeline_args or [])
+        return _run_pipeline(urls, output, policy, num_shards, num_workers, list(beam_args or []))
     from mmbert.atomic import atomic_directory
 
     with atomic_directory(output, overwrite=overwrite) as work_dir:
-        return _run_pipeline(urls, str(work_dir), policy, num_shards, num_workers, runner, pipeline_args or [])
+        return _run_pipeline(urls, str(work_dir), policy, num_shards, num_workers, list(beam_args or []))
 
 
-def _run_pipeline(urls, output_dir, policy, num_shards, num_workers, runner, pipeline_args) -> dict:
+def _run_pipeline(urls, output_dir, policy, num_shards, num_workers, beam_args) -> dict:
     import json
 
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from corpus.crawl_pipeline import STATS_FILE, Crawl
+    from mmbert.beam import new_pipeline
 
-    options = PipelineOptions(
-        [f"--runner={runner}", *pipeline_args],
-        # Fetching waits on the network, not the CPU: threads, one origin each, are the cheap way to overlap hosts.
-        direct_num_workers=num_workers,
-        direct_running_mode="multi_threading",
-    )
+    # Fetching waits on the network, not the CPU: threads, one origin each, are the cheap way to overlap hosts.
+    pipeline = new_pipeline(beam_args, num_workers, running_mode="multi_threading")
     parameters = {
         "urls": urls,
         "num_shards": num_shards,
-        "runner": runner,
+        "runner": pipeline.options.get_all_options()["runner"],
         "policy": dataclasses.asdict(policy),
     }
-    with beam.Pipeline(options=options) as pipeline:
+    with pipeline:
         _ = pipeline | "ReadUrls" >> beam.io.ReadFromText(urls) | "Crawl" >> Crawl(
             output_dir, policy, num_shards, parameters
         )

@@ -73,7 +73,8 @@ def shingle_hashes(text: str, language: str, ngram: int) -> np.ndarray:
 
 
 def minhash_signature(text: str, language: str, config: MinHashConfig = MinHashConfig()) -> np.ndarray:
-    """(bands × rows,) uint64 minima; all-max for a text without words (it then matches only itself in no band)."""
+    """(bands × rows,) uint64 minima; all-max for a text without words (such texts all share every band, as their
+    normalised texts are equal: exact dedup has already merged them)."""
     shingles = shingle_hashes(text, language, config.ngram)
     a, b = _permutations(config.num_hashes, config.seed)
     signature = np.full(config.num_hashes, np.iinfo(np.uint64).max, dtype=np.uint64)

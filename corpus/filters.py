@@ -30,7 +30,7 @@ import functools
 import gzip
 import json
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.segmentation import script_of_label, split_words
@@ -136,7 +136,7 @@ def _prefix_lengths(words: list[str]) -> list[int]:
     return prefix
 
 
-def top_ngram_chars(words: list[str], n: int, prefix: list[int] | None = None) -> int:
+def top_ngram_chars(words: list[str], n: int) -> int:
     """Characters covered by the most frequent word n-gram (length × count); 0 when no n-gram repeats.
 
     (datatrove counts a single occurrence too, which removes every short document as "top 2-gram".)
@@ -147,7 +147,7 @@ def top_ngram_chars(words: list[str], n: int, prefix: list[int] | None = None) -
     gram, count = Counter(grams).most_common(1)[0]
     if count < 2:
         return 0
-    return (len(" ".join(gram))) * count
+    return len(" ".join(gram)) * count
 
 
 def duplicate_ngram_chars(words: list[str], n: int, prefix: list[int] | None = None) -> int:
@@ -215,7 +215,7 @@ def gopher_repetition(text: str, words: list[str], settings: FilterSettings, sig
     length = max(len(text), 1)
     prefix = _prefix_lengths(words)
     for n, fraction in settings.top_n_grams:
-        if top_ngram_chars(words, n, prefix) / length > fraction:
+        if top_ngram_chars(words, n) / length > fraction:
             return f"gopher_top_{n}_gram"
     for n, fraction in settings.dup_n_grams:
         if duplicate_ngram_chars(words, n, prefix) / length > fraction:
@@ -253,7 +253,3 @@ def quality_filter(text: str, language: str, settings: FilterSettings | None = N
         if reason:
             return reason, signals
     return None, signals
-
-
-def with_overrides(settings: FilterSettings, **overrides) -> FilterSettings:
-    return replace(settings, **overrides)

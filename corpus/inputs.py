@@ -59,7 +59,7 @@ def resolve_inputs(patterns: Iterable[str], manifests: Iterable[str] = ()) -> li
     for manifest in manifests:
         try:
             patterns.extend(read_manifest(manifest))
-        except (OSError, UnicodeDecodeError, Exception) as error:  # Beam wraps missing files in its own errors
+        except Exception as error:  # OSError, UnicodeDecodeError, and Beam's own wrapper of missing files
             raise UsageError(f"cannot read manifest {manifest}: {error}") from None
     if not patterns:
         raise UsageError("no input given: pass --input PATH/GLOB or --manifest FILE")

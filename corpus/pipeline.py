@@ -23,6 +23,7 @@ from corpus import stats as corpus_stats
 from corpus.dedup import MinHashConfig
 from corpus.inputs import DEFAULT_MAX_PAGE_BYTES, resolve_inputs
 from corpus.records import Removed, utf8_size
+from mmbert.beam import new_pipeline
 from mmbert.errors import UsageError
 
 STATS_DIR = "_stats"
@@ -114,18 +115,6 @@ def check_output(output: str, overwrite: bool, languages) -> None:
         raise UsageError(f"output {output} is not writable (no write permission on {parent})")
 
 
-def pipeline_options(config: BuildConfig, beam_args: list[str]):
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    options = PipelineOptions(beam_args)
-    all_options = options.get_all_options()
-    if not all_options.get("runner"):
-        running_mode = "multi_processing" if config.num_workers > 1 else "in_memory"
-        options = PipelineOptions(beam_args + ["--runner", "DirectRunner", f"--direct_num_workers={config.num_workers}",
-                                               f"--direct_running_mode={running_mode}"])
-    return options
-
-
 def _output_stat(document: dict):
     from apache_beam.metrics import Metrics
 
@@ -176,8 +165,8 @@ def build_pipeline(pipeline, paths: list[str], staging: str, config: BuildConfig
         near = documents | "MinHashDedup" >> t.MinHashDedup(config.minhash)
         documents = near.documents
         removed.append(near[t.REMOVED])
-    documents = documents | "DefaultClusterSize" >> beam.Map(lambda d: d if "cluster_size" in d
-                                                             else dict(d, cluster_size=1))
+    if not (config.exact_dedup or config.minhash_dedup):  # otherwise dedup has set every cluster_size
+        documents = documents | "DefaultClusterSize" >> beam.Map(lambda d: dict(d, cluster_size=1))
     documents | "WriteCorpus" >> t.WriteParquet(staging, _corpus_prefix, config.rows_per_part)
     stats.append(documents | "OutStat" >> beam.Map(_output_stat))
     all_removed = removed | "AllRemoved" >> beam.Flatten()
@@ -235,12 +224,12 @@ def run_build(inputs: list[str], output: str, config: BuildConfig | None = None,
         config = replace(config, languages=tuple(sorted({_registry_label(label) for label in config.languages})))
     check_output(output, overwrite, config.languages)
     paths = resolve_inputs(inputs, manifests)
-    options = pipeline_options(config, list(beam_args or []))
+    pipeline = new_pipeline(list(beam_args or []), config.num_workers)  # a bad --runner stops here, before any work
     parameters = json.loads(json.dumps(asdict(config)))  # exactly what stats.json will hold (tuples → lists)
     parameters["inputs"] = paths
 
     def run(staging: str) -> dict:
-        with beam.Pipeline(options=options) as pipeline:
+        with pipeline:
             build_pipeline(pipeline, paths, staging, config)
         return corpus_stats.assemble(_read_raw_stats(staging), parameters)
 

@@ -117,9 +117,9 @@ def _missing(value) -> bool:
 
 def encode_examples(model: EncoderUnderTest, examples: list[Example]) -> list[list[int]]:
     texts = model.token_ids([e.text for e in examples])
-    pairs = model.token_ids([e.text_pair or "" for e in examples])
-    return [model.wrap(ids, pair if example.text_pair is not None else None)
-            for ids, pair, example in zip(texts, pairs, examples)]
+    pairs = iter(model.token_ids([e.text_pair for e in examples if e.text_pair is not None]))
+    return [model.wrap(ids, None if example.text_pair is None else next(pairs))
+            for ids, example in zip(texts, examples)]
 
 
 def fit_linear_head(features: torch.Tensor, labels: torch.Tensor, classes: int, seed: int,

@@ -129,6 +129,7 @@ def eval_command(args) -> int:
         raise UsageError("--model is required (or run `mmbert eval compare RESULTS_DIR… --output DIR`)")
     from evaluation import classification, mlm, retrieval
     from evaluation.models import pick_device, resolve_model_path
+    from evaluation.report import phase_of_languages, training_data_amounts
 
     tasks = _tasks(args)
     output = _check_output(args.output, args.overwrite)
@@ -138,6 +139,8 @@ def eval_command(args) -> int:
     for name in ("batch_size", "max_length", "mlm_positions", "epochs"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.learning_rate > 0:
+        raise UsageError(f"--learning-rate must be > 0, got {args.learning_rate}")
     transfer_from = _languages([args.transfer_from], "--transfer-from")[0]
     # Read and check every input before loading the model, so bad data fails in a second, not after a model load.
     if "mlm" in tasks:
@@ -149,6 +152,7 @@ def eval_command(args) -> int:
         examples = classification.read_classification_data(args.classification_data or classification.DEFAULT_DATA)
         if languages:  # train and test on the chosen languages (and the transfer source) only
             examples = [e for e in examples if e.language in {*languages, transfer_from}]
+    plot_inputs = phase_of_languages(args.schedule), training_data_amounts(args.shards)
 
     settings = {"model path": str(args.model), "tasks": ",".join(tasks), "seed": args.seed,
                 "precision": args.precision,
@@ -162,7 +166,7 @@ def eval_command(args) -> int:
         settings["classifier"] = ("encoder fine-tuned" if args.finetune_encoder else "linear head on frozen encoder")
         settings["zero-shot transfer from"] = transfer_from
     results = run_tasks(args, tasks, languages, bitext, examples, transfer_from, settings)
-    write_outputs(results, output, args, settings)
+    write_outputs(results, output, args, settings, plot_inputs)
     scored = sum(r.ok for r in results)
     print(f"{scored} results, {len(results) - scored} skipped → {output}/results.csv, report.md")
     return 0
@@ -194,14 +198,14 @@ def run_tasks(args, tasks, languages, bitext, examples, transfer_from, settings)
     return results
 
 
-def write_outputs(results, output: Path, args, settings: dict) -> None:
+def write_outputs(results, output: Path, args, settings: dict, plot_inputs: tuple) -> None:
     from evaluation.report import write_plots, write_report
     from evaluation.results import write_results
     from mmbert.atomic import atomic_directory
 
     with atomic_directory(output, overwrite=args.overwrite) as directory:
         write_results(results, directory, settings)
-        plots = write_plots(results, directory, settings["model"], args.schedule, args.shards)
+        plots = write_plots(results, directory, settings["model"], *plot_inputs)
         write_report(results, directory, settings["model"], settings, plots)
 
 

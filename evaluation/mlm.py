@@ -35,7 +35,10 @@ def read_manifest(shards: str | Path) -> dict:
     path = shards / "manifest.json"
     if not path.is_file():
         raise UsageError(f"{shards}: no manifest.json (is it the output of `mmbert tokenizer pack`?)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path}: not valid JSON ({error}); rerun `mmbert tokenizer pack`") from None
 
 
 def heldout_languages(shards: str | Path) -> list[str]:

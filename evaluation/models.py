@@ -61,6 +61,8 @@ class EncoderUnderTest:
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids without special tokens, truncated to leave room for [CLS] and [SEP]."""
+        if not texts:  # transformers' fast tokenizers fail on an empty batch
+            return []
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [ids[: self.max_length - 2] for ids in encoded]
 
@@ -135,16 +137,17 @@ def _first_id(tokenizer, *names: str) -> int:
 
 
 def resolve_model_path(path: str | Path) -> tuple[Path, str]:
-    """PATH → (directory, kind) with kind "checkpoint" or "hf"; a run directory resolves to its latest checkpoint."""
+    """PATH → (directory, kind) with kind "checkpoint" or "hf"; a run directory resolves to its latest checkpoint
+    (the one `checkpoints/latest` names, else the newest complete one, as `mmbert train --resume auto` finds it)."""
+    from training.checkpoint import META_FILE, MODEL_FILE, latest_checkpoint
+
     path = Path(path)
     if not path.exists():
         raise UsageError(f"model directory not found: {path}")
-    latest = path / "checkpoints" / "latest"
-    if latest.is_file():
-        path = path / "checkpoints" / latest.read_text(encoding="utf-8").strip()
-    if (path / "checkpoint.json").is_file():
-        if not (path / "model.safetensors").is_file():
-            raise UsageError(f"{path}: checkpoint without model.safetensors")
+    path = latest_checkpoint(path / "checkpoints") or path
+    if (path / META_FILE).is_file():
+        if not (path / MODEL_FILE).is_file():
+            raise UsageError(f"{path}: checkpoint without {MODEL_FILE}")
         return path, "checkpoint"
     if (path / "config.json").is_file():
         if not any((path / name).is_file() for name in HF_WEIGHT_FILES):

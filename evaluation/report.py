@@ -48,7 +48,8 @@ def training_data_amounts(shards: str | Path | None) -> tuple[dict[str, float], 
     if shards is not None and (Path(shards) / "token_counts.csv").is_file():
         from languages.sampling import read_counts_csv
 
-        return {k: float(v) for k, v in read_counts_csv(Path(shards) / "token_counts.csv").items()}, \
+        counts = read_counts_csv(Path(shards) / "token_counts.csv", ignore_unknown=True)
+        return {k: float(v) for k, v in counts.items()}, \
             "training tokens (packed shards)"
     from languages.registry import all_languages
 
@@ -140,11 +141,11 @@ def headline_values(results: list[Result]) -> dict[tuple[str, str], dict[str, fl
     return dict(values)
 
 
-def write_plots(results: list[Result], directory: Path, model: str, schedule: str | None,
-                shards: str | Path | None) -> list[str]:
-    """All plots of one model's results; returns the file names written."""
-    phase_of, phases = phase_of_languages(schedule)
-    amounts, amount_label = training_data_amounts(shards)
+def write_plots(results: list[Result], directory: Path, model: str, phase_info: tuple[dict[str, str], list[str]],
+                data_amounts: tuple[dict[str, float], str]) -> list[str]:
+    """All plots of one model's results; returns the file names written. `phase_info` is `phase_of_languages(…)`,
+    `data_amounts` `training_data_amounts(…)`: the CLI reads both before scoring, so a bad file fails early."""
+    (phase_of, phases), (amounts, amount_label) = phase_info, data_amounts
     written = []
     for (task, metric), values in sorted(headline_values(results).items()):
         log = metric in LOG_SCALE

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
+import math
 import sys
 
 from mmbert.errors import UsageError
@@ -150,9 +150,9 @@ def counts_command(args) -> int:
 def sample_command(args) -> int:
     from languages.sampling import read_counts_csv, temperature_weights, token_budgets
 
-    if args.budget is not None and args.budget < 0:
+    if args.budget is not None and not (math.isfinite(args.budget) and args.budget >= 0):
         raise UsageError(f"--budget must be >= 0, got {args.budget:g}")
-    if args.max_epochs is not None and not args.max_epochs > 0:
+    if args.max_epochs is not None and not (math.isfinite(args.max_epochs) and args.max_epochs > 0):
         raise UsageError(f"--max-epochs must be > 0, got {args.max_epochs:g}")
     counts = read_counts_csv(args.counts, ignore_unknown=args.ignore_unknown)
     phases = _selected_phases(args)

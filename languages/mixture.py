@@ -128,8 +128,8 @@ def plan_phase(phase: Phase, counts: Mapping[str, int], available_rows: Mapping[
                rows_per_file: int = DEFAULT_ROWS_PER_FILE) -> PhasePlan:
     """Plan one phase. `budget`/`max_epochs` override the phase's own (`Phase.budget`, `Phase.max_epochs`)."""
     validate_phase(phase)
-    budget = budget if budget is not None else getattr(phase, "budget", None)
-    max_epochs = max_epochs if max_epochs is not None else getattr(phase, "max_epochs", None)
+    budget = budget if budget is not None else phase.budget
+    max_epochs = max_epochs if max_epochs is not None else phase.max_epochs
     if budget is None:
         raise UsageError(f"phase {phase.name!r} has no token budget: give --budget or `budget:` in the schedule")
     if not budget > 0:
@@ -465,25 +465,26 @@ def build_pipeline(pipeline, shards: PackedShards, plans: Sequence[PhasePlan], o
 
 
 def run_mixture(shards: PackedShards, phases: Sequence[Phase], plans: Sequence[PhasePlan], output: str | Path,
-                num_workers: int = 1, overwrite: bool = False) -> dict[str, dict]:
+                num_workers: int = 1, overwrite: bool = False,
+                pipeline_args: Sequence[str] | None = None) -> dict[str, dict]:
     """Materialise `plans` (made by `plan_phase` for `phases`) into `output`, atomically; returns the manifests.
 
-    Runs on Beam's local DirectRunner with `num_workers` processes: the output is a local directory renamed into
-    place at the end, which a remote runner's workers could not write into.
+    `pipeline_args` go to Beam's PipelineOptions after the defaults (the local DirectRunner with `num_workers`
+    processes) and win over them. Workers write their files straight into the output's temporary sibling, so with
+    another runner `output` must be a path every worker can reach (a shared mount).
     """
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from mmbert.atomic import atomic_directory, write_text_atomic
+    from mmbert.beam import new_pipeline
 
     output = Path(output)
     if output.exists() and not overwrite:
         raise UsageError(f"output already exists: {output} (pass --overwrite to replace it)")
-    options = PipelineOptions([], runner="DirectRunner", direct_num_workers=num_workers,
-                              direct_running_mode="multi_processing" if num_workers > 1 else "in_memory")
+    if output.resolve() in (shards.path.resolve(), *shards.path.resolve().parents):
+        raise UsageError(f"--output {output} must not hold the --shards it reads ({shards.path})")
+    pipeline = new_pipeline(pipeline_args, num_workers)  # an unknown --runner fails here, before anything is written
     manifests = {}
     with atomic_directory(output, overwrite=overwrite) as staging:
-        with beam.Pipeline(options=options) as pipeline:
+        with pipeline:
             build_pipeline(pipeline, shards, plans, str(staging))
         for plan, phase in zip(plans, phases):
             stats_file = staging / plan.phase / _STATS_FILE

@@ -11,6 +11,7 @@ import math
 import re
 import sys
 
+from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
 EPILOG = """\
@@ -87,6 +88,7 @@ def register_mix(languages_commands) -> None:
     mix.add_argument("--dry-run", action="store_true", help="print the budget table (and --plot), write no data")
     mix.add_argument("--plot", metavar="OUT.png", help="plot each phase's data share against its mixture share")
     mix.add_argument("--overwrite", action="store_true", help="replace an existing --output directory")
+    add_runner_arguments(mix)
     mix.set_defaults(func=mix_command)
 
 
@@ -129,7 +131,7 @@ def mix_command(args) -> int:
     print(f"writing {rows:,} rows of {shards.seq_len} tokens (~{size} of token ids) for {len(plans)} "
           f"phase{'s' if len(plans) != 1 else ''}; --dry-run shows the plan", file=sys.stderr)
     manifests = run_mixture(shards, phases, plans, args.output, num_workers=args.num_workers,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, pipeline_args=runner_arguments(args))
     for name, manifest in manifests.items():
         print(f"{name}: {manifest['rows']:,} rows, {manifest['tokens']:,} tokens in {manifest['files']} "
               f"file{'s' if manifest['files'] != 1 else ''} "

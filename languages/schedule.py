@@ -23,6 +23,7 @@ data); a YAML schedule can name other labels. A schedule file looks like this:
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -100,13 +101,13 @@ def parse_phase(entry: Any, where: str, base_dir: Path = Path("."),
     if not isinstance(name, str) or not name:
         raise UsageError(f"{where}.name: a non-empty string is required")
     temperature = _number(entry, "temperature", where, required=True)
-    if not temperature > 0:
+    if not (math.isfinite(temperature) and temperature > 0):
         raise UsageError(f"{where}.temperature: must be > 0, got {temperature}")
     budget = _number(entry, "budget", where)
-    if budget is not None and (budget < 0 or budget != int(budget)):
+    if budget is not None and not (math.isfinite(budget) and budget >= 0 and budget == int(budget)):
         raise UsageError(f"{where}.budget: must be a whole number of tokens >= 0, got {budget}")
     max_epochs = _number(entry, "max_epochs", where)
-    if max_epochs is not None and not max_epochs > 0:
+    if max_epochs is not None and not (math.isfinite(max_epochs) and max_epochs > 0):
         raise UsageError(f"{where}.max_epochs: must be > 0, got {max_epochs}")
     languages = _phase_languages(entry, where, base_dir, counts)
     if not languages:

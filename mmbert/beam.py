@@ -4,18 +4,48 @@ from __future__ import annotations
 
 import shlex
 
+from mmbert.errors import UsageError
+
 
 def add_runner_arguments(parser) -> None:
     """--runner and --pipeline-options: the same job on the DirectRunner, Dataflow, Flink or Spark."""
     group = parser.add_argument_group("runner")
-    group.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner, local processes)")
+    group.add_argument("--runner", default="DirectRunner", help="Beam runner (default: DirectRunner, on this machine)")
     group.add_argument("--pipeline-options", default="", metavar="'OPTS'",
-                       help="more Beam pipeline options, e.g. \"--project P --region R --temp_location gs://B/tmp\"")
+                       help="more Beam pipeline options in one quoted string, e.g. "
+                            "\"--project P --region R --temp_location gs://B/tmp\" (a single flag: "
+                            "--pipeline-options=--flag=value)")
 
 
 def runner_arguments(args) -> list[str]:
     """The Beam flags that `add_runner_arguments` collected, as a list for PipelineOptions."""
-    beam_args = shlex.split(args.pipeline_options)
+    try:
+        beam_args = shlex.split(args.pipeline_options)
+    except ValueError as error:  # an unclosed quote
+        raise UsageError(f"--pipeline-options: {error}: {args.pipeline_options!r}") from None
     if args.runner != "DirectRunner":
         beam_args = ["--runner", args.runner] + beam_args
     return beam_args
+
+
+def pipeline_options(beam_args, num_workers: int, running_mode: str | None = None):
+    """Beam options: the local DirectRunner with `num_workers` by default; flags in `beam_args` come later and win.
+
+    `running_mode` defaults to in-memory for one worker and processes for more (the jobs are CPU-bound).
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    if running_mode is None:
+        running_mode = "multi_processing" if num_workers > 1 else "in_memory"
+    return PipelineOptions(["--runner=DirectRunner", f"--direct_num_workers={num_workers}",
+                            f"--direct_running_mode={running_mode}", *(beam_args or [])])
+
+
+def new_pipeline(beam_args, num_workers: int, running_mode: str | None = None):
+    """A Beam pipeline for those options; an unknown runner or option is a UsageError before anything runs."""
+    import apache_beam as beam
+
+    try:
+        return beam.Pipeline(options=pipeline_options(beam_args, num_workers, running_mode))
+    except ValueError as error:
+        raise UsageError(f"--runner/--pipeline-options: {error}") from None

@@ -9,4 +9,5 @@ In: the corpus artefact (`<label>/part-*.parquet` with `id`, `text`, `language`)
 - `pack`: `pack_documents` (pure) and the Beam job `run_pack`.
 - `train`: train a Gemma-style BPE tokenizer on a language-balanced sample of the corpus.
 - `fertility`: tokens per word and bytes per token per language.
+- `documents`, `corpus_files`: per-document cleaning and hashing; reading the corpus artefact.
 """

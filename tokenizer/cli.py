@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.cli import HelpFormatter
-from mmbert.errors import UsageError
 
 GROUP_EPILOG = """\
 examples:
@@ -168,8 +167,6 @@ def _add_fertility(commands) -> None:
 def _fertility(args) -> int:
     from tokenizer.fertility import run_fertility
 
-    if len(args.tokenizer) > 2:
-        raise UsageError("give --tokenizer once or twice (one tokenizer, or two side by side)")
     languages = [label.strip() for label in args.languages.split(",") if label.strip()] if args.languages else None
     table = run_fertility(args.corpus, args.tokenizer, output=args.output, languages=languages,
                           max_documents=args.max_documents, overwrite=args.overwrite)

@@ -74,7 +74,10 @@ def iter_texts(paths: list[Path], max_chars: int = MAX_DOCUMENT_CHARS) -> Iterat
         if "text" not in parquet.schema_arrow.names:
             continue
         for group in range(parquet.num_row_groups):
-            ids, texts = read_texts(str(path), group)
+            try:
+                ids, texts = read_texts(str(path), group)
+            except Exception:  # a damaged page behind a valid footer: skip the row group, as `pack` does
+                continue
             for index, (doc_id, raw) in enumerate(zip(ids, texts)):
                 text, reason, _ = clean_text(raw, max_chars)
                 if text is not None:

@@ -138,16 +138,18 @@ def run_fertility(corpus_dir, tokenizer_specs: list[str], output=None, languages
     from tokenizer.gemma import load_tokenizer
 
     if not 1 <= len(tokenizer_specs) <= 2:
-        raise UsageError("give one or two tokenizers")
+        raise UsageError("give --tokenizer once or twice (one tokenizer, or two side by side)")
     if max_documents < 1:
         raise UsageError(f"--max-documents must be at least 1, got {max_documents}")
     if output is not None and Path(output).exists() and not overwrite:
         raise UsageError(f"--output {output} already exists (pass --overwrite to replace it)")
     files = corpus_languages(corpus_dir, normalize_labels(languages))
-    tokenizers = {}
-    for spec in tokenizer_specs:
-        name = tokenizer_name(str(spec))
-        tokenizers[name if name not in tokenizers else str(spec)] = load_tokenizer(spec)
+    names = [tokenizer_name(str(spec)) for spec in tokenizer_specs]
+    if len(set(names)) < len(names):  # two directories of the same name: tell them apart by their full specs
+        names = [str(spec) for spec in tokenizer_specs]
+    if len(set(names)) < len(names):
+        raise UsageError(f"--tokenizer {tokenizer_specs[0]} given twice: compare two different tokenizers")
+    tokenizers = {name: load_tokenizer(spec) for name, spec in zip(names, tokenizer_specs)}
     texts = {}
     for label, paths in files.items():
         documents = []

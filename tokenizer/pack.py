@@ -345,8 +345,11 @@ def run_pack(corpus_dir, tokenizer_spec, seq_len: int, output_dir, heldout_fract
         raise UsageError(f"--seed must be in [0, 2^64), got {seed}")
     if output_dir.exists() and not overwrite:
         raise UsageError(f"--output {output_dir} already exists (pass --overwrite to replace it)")
-    if output_dir.resolve() == corpus_dir.resolve() or corpus_dir.resolve() in output_dir.resolve().parents:
+    corpus_path, output_path = corpus_dir.resolve(), output_dir.resolve()
+    if corpus_path in output_path.parents:
         raise UsageError(f"--output {output_dir} must not be inside --corpus {corpus_dir}")
+    if output_path in (corpus_path, *corpus_path.parents):  # --overwrite would delete the corpus it reads
+        raise UsageError(f"--output {output_dir} must not hold --corpus {corpus_dir}")
     languages = normalize_labels(languages)
     plan = plan_inputs(corpus_dir, languages, heldout_fraction, shard_text_bytes)
     load_spec, description = _checked_tokenizer(tokenizer_spec)
@@ -383,15 +386,14 @@ def _checked_tokenizer(spec) -> tuple[str, dict]:
 
 def _run_pipeline(plan, tokenizer_file, tmp: Path, seq_len, heldout_fraction, seed, max_chars, num_workers,
                   pipeline_args) -> dict:
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from mmbert.beam import new_pipeline
 
-    # The local DirectRunner by default; flags in `pipeline_args` come later and win.
-    mode = "multi_processing" if num_workers > 1 else "in_memory"
-    options = PipelineOptions(["--runner=DirectRunner", f"--direct_num_workers={num_workers}",
-                               f"--direct_running_mode={mode}", *(pipeline_args or [])])
+    # The local DirectRunner by default; flags in `pipeline_args` win. An unknown --runner fails here, and the
+    # caller's atomic directory then leaves nothing behind.
+    pipeline = new_pipeline(pipeline_args, num_workers)
     stats_path = tmp / "_stats.json"
     shards = plan["shards"]
-    with beam.Pipeline(options=options) as pipeline:
+    with pipeline:
         tokenized = (
             pipeline
             | "RowGroups" >> beam.Create(plan["items"], reshuffle=False)

@@ -59,8 +59,8 @@ def sample_training_texts(files: dict[str, list[Path]], max_bytes: int, temperat
             continue
         # Keep documents whose hash falls under the share needed (with headroom), then take them in hash order.
         share = min(1.0, 1.5 * budget / max(available[label], 1))
-        chosen = sorted((document_hash(doc_id, seed), text) for doc_id, text in iter_texts(paths)
-                        if share >= 1.0 or hash_fraction(document_hash(doc_id, seed)) < share)
+        hashed = ((document_hash(doc_id, seed), text) for doc_id, text in iter_texts(paths))
+        chosen = sorted((key, text) for key, text in hashed if share >= 1.0 or hash_fraction(key) < share)
         texts, used = [], 0
         for _, text in chosen:
             if used >= budget:

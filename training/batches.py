@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 import torch
 
+from tokenizer.special_tokens import CLS_ID, SEP_ID
+from training.masking import FIRST_REGULAR_ID
+
 
 def document_ids_from_lengths(document_lengths: Sequence[Sequence[int]], seq_len: int) -> torch.Tensor:
     """[[3, 2], [5]] with seq_len 6 → [[0, 0, 0, 1, 1, -1], [0, 0, 0, 0, 0, -1]]."""
@@ -44,9 +47,9 @@ def random_packed_batch(
     vocab_size: int,
     generator: torch.Generator,
     mean_document_length: int = 300,
-    cls_id: int = 2,
-    sep_id: int = 1,
-    first_regular_id: int = 5,
+    cls_id: int = CLS_ID,
+    sep_id: int = SEP_ID,
+    first_regular_id: int = FIRST_REGULAR_ID,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random tokens packed like real shards: several `[CLS] … [SEP]` documents per row with exponential lengths.
 

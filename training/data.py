@@ -272,6 +272,8 @@ class TrainLoader:
                                  "(make it with the phase-mixture job)")
             seq_len = _mixture_seq_len(path)
             self._check_seq_len(where, phase, seq_len, path, "mixture")
+            if (Path(phase.shards or self.recipe.data.shards) / "_SUCCESS").is_file():
+                self.shards(phase)  # the shards it was drawn from: their tokenizer goes into every checkpoint
             return MixturePhase(index, phase, path, self.mixture_positions)
         shards = self.shards(phase)
         self._check_seq_len(where, phase, shards.seq_len, shards.path, "shards")
@@ -308,6 +310,11 @@ class TrainLoader:
     def vocab_size(self) -> int | None:
         sizes = {s.vocab_size for s in self._shards.values() if s.vocab_size}
         return max(sizes) if sizes else None
+
+    @property
+    def tokenizer(self) -> dict | None:
+        """The shards' tokenizer entry ({spec, sha256, vocab_size, path}), recorded in every checkpoint."""
+        return next((s.manifest.get("tokenizer") for s in self._shards.values()), None)
 
     # Iteration
 

@@ -21,7 +21,8 @@ import torch
 
 from mmbert.atomic import atomic_directory
 from mmbert.errors import UsageError
-from tokenizer.special_tokens import SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS
+from tokenizer.special_tokens import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS
+from training.checkpoint import META_FILE, MODEL_FILE
 from training.model import ModelConfig
 
 HF_ENCODER_PREFIX = "model."
@@ -129,7 +130,7 @@ def export_checkpoint(ckpt_dir, out_dir, tokenizer=None, overwrite: bool = False
     from safetensors.torch import load_file, save_file
 
     ckpt_dir, out_dir = Path(ckpt_dir), Path(out_dir)
-    meta_path, weights_path = ckpt_dir / "checkpoint.json", ckpt_dir / "model.safetensors"
+    meta_path, weights_path = ckpt_dir / META_FILE, ckpt_dir / MODEL_FILE
     for path in (meta_path, weights_path):
         if not path.is_file():
             raise UsageError(f"{ckpt_dir} is not a training checkpoint: {path.name} is missing")
@@ -280,9 +281,9 @@ def _config_from_hf(raw: dict, where: Path) -> ModelConfig:
             norm_eps=raw.get("norm_eps", 1e-5),
             initializer_range=raw.get("initializer_range", 0.02),
             initializer_cutoff_factor=raw.get("initializer_cutoff_factor") or 2.0,
-            pad_token_id=raw.get("pad_token_id", 0),
-            cls_token_id=raw.get("cls_token_id", 2),
-            sep_token_id=raw.get("sep_token_id", 1),
+            pad_token_id=raw.get("pad_token_id", PAD_ID),
+            cls_token_id=raw.get("cls_token_id", CLS_ID),
+            sep_token_id=raw.get("sep_token_id", SEP_ID),
         )
     except KeyError as err:
         raise UsageError(f"{where}: missing key {err.args[0]!r}") from err

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from tokenizer.special_tokens import MASK_ID, SPECIAL_TOKENS
+from training.loss import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 SPECIAL_IDS = np.array(sorted(set(SPECIAL_TOKENS.values())), dtype=np.int64)
 FIRST_REGULAR_ID = int(SPECIAL_IDS.max()) + 1  # special ids are 0..4: random replacements come from above them
 

@@ -25,6 +25,7 @@ import torch
 
 from mmbert.atomic import atomic_directory
 from mmbert.errors import UsageError
+from training.checkpoint import META_FILE, MODEL_FILE
 
 METHODS = ("ties", "average")
 
@@ -100,11 +101,11 @@ def merge_checkpoints(
             raise UsageError(f"{directory} has a different model_config from {sources[0]}; only one model can merge")
 
     with ExitStack() as stack:
-        handles = [stack.enter_context(safe_open(str(d / "model.safetensors"), framework="pt")) for d in sources]
+        handles = [stack.enter_context(safe_open(str(d / MODEL_FILE), framework="pt")) for d in sources]
         keys = set(handles[0].keys())
         for directory, handle in zip(sources[1:], handles[1:]):
             if set(handle.keys()) != keys:
-                raise UsageError(f"{directory}/model.safetensors has different parameters from {sources[0]}")
+                raise UsageError(f"{directory}/{MODEL_FILE} has different parameters from {sources[0]}")
         merged = {}
         for key in sorted(keys):  # one parameter at a time: memory stays at (inputs + 1) x one tensor
             tensors = [h.get_tensor(key) for h in handles[: len(ckpt_dirs)]]
@@ -130,19 +131,19 @@ def merge_checkpoints(
         },
     }
     with atomic_directory(output_dir, overwrite=overwrite) as tmp:
-        save_file(merged, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        save_file(merged, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return output_dir
 
 
 def _read_meta(directory: Path) -> dict:
-    for name in ("model.safetensors", "checkpoint.json"):
+    for name in (MODEL_FILE, META_FILE):
         if not (directory / name).is_file():
             raise UsageError(f"{directory} is not a checkpoint: {name} is missing")
     try:
-        meta = json.loads((directory / "checkpoint.json").read_text(encoding="utf-8"))
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise UsageError(f"{directory}/checkpoint.json is not valid JSON: {err}") from err
+        raise UsageError(f"{directory}/{META_FILE} is not valid JSON: {err}") from err
     if "model_config" not in meta:
-        raise UsageError(f"{directory}/checkpoint.json has no model_config")
+        raise UsageError(f"{directory}/{META_FILE} has no model_config")
     return meta

@@ -29,7 +29,7 @@ from training import checkpoint as ckpt
 from training.batches import document_ids_from_lengths
 from training.config import Recipe
 from training.data import TrainLoader
-from training.distributed import Distributed, all_reduce_sum, init_distributed, shutdown, wrap_model
+from training.distributed import Distributed, all_reduce_sum, barrier, init_distributed, shutdown, wrap_model
 from training.masking import mask_batch
 from training.model import MaskedLM, ModelConfig
 from training.optim import batch_size_at, build_optimizer, lr_at, set_lr
@@ -184,15 +184,13 @@ def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, 
     else:
         model_state, optimizer_state = model.state_dict(), optimizer.state_dict()
     if ctx.is_main:
-        tokenizer = next((s.manifest.get("tokenizer") for s in loader._shards.values()), None)
         meta = {"model_config": config.to_dict(), "phase": phase_name, "tokens_seen": state["tokens_seen"],
-                "tokenizer": tokenizer, "recipe": recipe.source, "recipe_name": recipe.name}
+                "tokenizer": loader.tokenizer, "recipe": recipe.source, "recipe_name": recipe.name}
         trainer_state = {"optimizer": optimizer_state, "optimizer_format": "fqn" if recipe.training.fsdp and ctx.enabled
                          else "torch", "loader": loader.state_dict(), **state,
                          "rng": {"torch": torch.get_rng_state()}, "world_size": ctx.world_size}
         ckpt.save_checkpoint(run_dir, state["step"], model_state, meta, trainer_state, recipe.training.keep_checkpoints)
-    if ctx.enabled:
-        torch.distributed.barrier()
+    barrier()
 
 
 def _load_optimizer_state(model, optimizer, trainer_state: dict, sharded: bool) -> None:
@@ -230,7 +228,7 @@ class MetricsWriter:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.is_file():
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
+                    if _logged_step(line) <= resume_step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
         elif resume_step is None and self.path.exists():
             os.unlink(self.path)
@@ -258,3 +256,11 @@ class MetricsWriter:
             self.handle.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; a blank line or one cut short by a kill mid-write sorts after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf

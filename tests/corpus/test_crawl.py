@@ -324,7 +324,7 @@ def test_crawl_job_writes_warcs_and_stats(serve, tmp_path):
         "fetched": 9, "robots_disallowed": 1, "bad_scheme": 1, "http_error": 1,
     }
     assert stats["events"]["redirects"] == 1
-    assert stats["parameters"]["policy"]["delay_s"] == 0.2
+    assert stats["parameters"]["policy"]["delay_s"] == 0.2 and stats["parameters"]["runner"] == "DirectRunner"
 
     warc_files = sorted(out.glob("*.warc.gz"))
     assert [p.name for p in warc_files] == ["crawl-00000-of-00002.warc.gz", "crawl-00001-of-00002.warc.gz"]
@@ -381,7 +381,8 @@ def test_cli_crawls_and_refuses_to_overwrite(serve, tmp_path, capsys):
     urls = tmp_path / "urls.txt"
     urls.write_text(f"{base}/page/1\n{base}/page/2\n{base}/private/3\n")
     out = tmp_path / "crawl"
-    argv = ["corpus", "crawl", "--urls", str(urls), "--output", str(out), "--delay", "0.05"]
+    argv = ["corpus", "crawl", "--urls", str(urls), "--output", str(out), "--delay", "0.05",
+            "--pipeline-options=--direct_num_workers=1"]  # the shared runner flags of mmbert.beam
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "crawled 3 URLs: fetched 2; skipped robots_disallowed 1" in printed

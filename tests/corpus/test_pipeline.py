@@ -197,3 +197,16 @@ def test_stats_and_thresholds_commands(built, tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert rows and all(0.3 <= float(row["language_score"]) <= 0.9 for row in rows)
     assert "cmn_Hani" in {row["language"] for row in rows}
+
+
+def test_pipeline_options_default_to_direct_runner_and_let_user_flags_win():
+    from mmbert.beam import pipeline_options
+
+    local = pipeline_options([], 2).get_all_options()
+    assert (local["runner"], local["direct_num_workers"], local["direct_running_mode"]) == \
+        ("DirectRunner", 2, "multi_processing")
+    assert pipeline_options([], 1).get_all_options()["direct_running_mode"] == "in_memory"
+    remote = pipeline_options(["--runner", "FlinkRunner", "--direct_num_workers=3"], 2,
+                              running_mode="multi_threading").get_all_options()
+    assert (remote["runner"], remote["direct_num_workers"], remote["direct_running_mode"]) == \
+        ("FlinkRunner", 3, "multi_threading")

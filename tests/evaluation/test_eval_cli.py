@@ -174,6 +174,8 @@ def test_classification_file_without_a_label_column(tmp_path, tiny_xlmr, capsys)
     (["--languages", "xx_Nope"], "--languages"),
     (["--tasks", "mlm", "--shards", "{tmp}"], "no manifest.json"),
     (["--tasks", "retrieval", "--retrieval-data", "{tmp}/absent"], "retrieval data directory not found"),
+    (["--learning-rate", "0"], "--learning-rate must be > 0"),
+    (["--schedule", "{tmp}/absent.yaml"], "schedule file not found"),
 ])
 def test_unusable_arguments(arguments, message, tmp_path, tiny_xlmr, capsys):
     arguments = [a.replace("{tmp}", str(tmp_path)) for a in arguments]

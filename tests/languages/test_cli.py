@@ -63,3 +63,15 @@ def test_normalize_command():
     result = mmbert("languages", "normalize", "__label__zh", "sr-Latn", "ara")
     assert result.stdout.split() == ["__label__zh", "cmn_Hani", "sr-Latn", "srp_Latn", "ara", "arb_Arab"]
     assert mmbert("languages", "normalize", "xyz").returncode == 2
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--budget", "nan", "--budget must be >= 0"), ("--budget", "inf", "--budget must be >= 0"),
+    ("--max-epochs", "inf", "--max-epochs must be > 0"),
+])
+def test_sample_non_finite_numbers_exit_2(tmp_path, flag, value, message):
+    counts = tmp_path / "counts.csv"
+    counts.write_text("language,tokens\nfra,10\n")
+    result = mmbert("languages", "sample", "--counts", str(counts), "--phase", "pretrain", "--budget", "100",
+                    flag, value)
+    assert result.returncode == 2 and message in result.stderr

@@ -302,3 +302,21 @@ def test_unusable_arguments_exit_2(udhr_packed_shards, schedule_file, tmp_path, 
     assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--phase", "pretrain", "--overwrite",
                "--output", tmp_path / "taken") == 0
     assert sorted(path.name for path in (tmp_path / "taken").iterdir()) == ["_SUCCESS", "pretrain"]
+
+
+def test_runner_flags_reach_beam_and_an_unknown_runner_exits_2(udhr_packed_shards, schedule_file, tmp_path, capsys):
+    assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--phase", "pretrain",
+               "--runner", "NoSuchRunner", "--output", tmp_path / "out") == 2
+    assert "NoSuchRunner" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_output_holding_the_shards_is_refused_even_with_overwrite(udhr_packed_shards, schedule_file, tmp_path,
+                                                                   capsys):
+    import shutil
+
+    shards = shutil.copytree(udhr_packed_shards, tmp_path / "work" / "shards")
+    for output in (tmp_path / "work", shards):  # --overwrite would have deleted the shards being read
+        assert mix("--shards", shards, "--schedule", schedule_file, "--phase", "pretrain", "--overwrite",
+                   "--output", output) == 2
+        assert "must not hold the --shards" in capsys.readouterr().err
+    assert (shards / "_SUCCESS").is_file() and (shards / "manifest.json").is_file()

@@ -55,3 +55,9 @@ def test_cli_rejects_three_tokenizers(udhr_corpus_dir, tmp_path, capsys):
     argv = ["tokenizer", "fertility", "--corpus", str(udhr_corpus_dir), "--output", str(tmp_path / "f")]
     assert main(argv + ["--tokenizer", "a", "--tokenizer", "b", "--tokenizer", "c"]) == 2
     assert "once or twice" in capsys.readouterr().err and not (tmp_path / "f").exists()
+
+
+def test_cli_rejects_the_same_tokenizer_twice(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path, capsys):
+    argv = ["tokenizer", "fertility", "--corpus", str(udhr_corpus_dir), "--output", str(tmp_path / "f")]
+    assert main(argv + ["--tokenizer", str(gemma2_tokenizer_json)] * 2) == 2
+    assert "given twice" in capsys.readouterr().err and not (tmp_path / "f").exists()

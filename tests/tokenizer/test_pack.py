@@ -12,9 +12,8 @@ import pytest
 
 from mmbert.cli import main
 from mmbert.errors import UsageError
-from tokenizer.documents import clean_text, split_mask
+from tokenizer.documents import clean_text, document_hash, split_mask
 from tokenizer.gemma import load_tokenizer
-from tokenizer.documents import document_hash
 from tokenizer.pack import DocumentBatch, pack_documents, pack_shard, run_pack
 from tokenizer.special_tokens import CLS_ID, PAD_ID, SEP_ID, encode_special_tokens_as_text
 
@@ -194,6 +193,27 @@ def write_part(directory, texts, ids=None, text_type=None):
     pq.write_table(pa.table({"id": ids, "text": column}), directory / "part-00000.parquet")
 
 
+def write_damaged_part(path):
+    """A Parquet file whose footer reads fine but whose text column's data page is garbage."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": list("abcd"), "text": [os.urandom(3000).hex() for _ in range(4)]}), path,
+                   compression="zstd", use_dictionary=False)
+    column = pq.ParquetFile(path).metadata.row_group(0).column(1)
+    data = bytearray(path.read_bytes())
+    data[column.data_page_offset + 100:column.data_page_offset + column.total_compressed_size - 100] = \
+        b"\xab" * (column.total_compressed_size - 200)
+    path.write_bytes(bytes(data))
+
+
+def test_reading_texts_skips_a_damaged_row_group(tmp_path):
+    from tokenizer.corpus_files import iter_texts
+
+    write_damaged_part(tmp_path / "a" / "part-00000.parquet")
+    write_part(tmp_path / "b", ["first", None, "second"])
+    paths = [tmp_path / "a" / "part-00000.parquet", tmp_path / "b" / "part-00000.parquet"]
+    assert list(iter_texts(paths)) == [("doc-0", "first"), ("doc-2", "second")]
+
+
 def test_bad_input_is_counted_not_fatal(tmp_path, gemma2_tokenizer_json):
     corpus = tmp_path / "corpus"
     # Invalid UTF-8 inside a string column, written without validation as a careless producer might.
@@ -207,15 +227,7 @@ def test_bad_input_is_counted_not_fatal(tmp_path, gemma2_tokenizer_json):
     write_part(corpus / "deu_Latn", [b"Alle Menschen sind frei.", b"\xc3\x28"], text_type=pa.binary())
     (corpus / "deu_Latn" / "part-00001.parquet").write_bytes(b"not parquet at all")
     # A damaged data page behind a valid footer: found only when the row group is read, inside the job.
-    damaged = corpus / "ita_Latn" / "part-00000.parquet"
-    damaged.parent.mkdir()
-    pq.write_table(pa.table({"id": list("abcd"), "text": [os.urandom(3000).hex() for _ in range(4)]}), damaged,
-                   compression="zstd", use_dictionary=False)
-    column = pq.ParquetFile(damaged).metadata.row_group(0).column(1)
-    data = bytearray(damaged.read_bytes())
-    data[column.data_page_offset + 100:column.data_page_offset + column.total_compressed_size - 100] = \
-        b"\xab" * (column.total_compressed_size - 200)
-    damaged.write_bytes(bytes(data))
+    write_damaged_part(corpus / "ita_Latn" / "part-00000.parquet")
     (corpus / "_SUCCESS").write_text("")
 
     manifest = run_pack(corpus, str(gemma2_tokenizer_json), 32, tmp_path / "out", heldout_fraction=0.0,
@@ -261,3 +273,21 @@ def test_cli_pack_errors_exit_2(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path
     assert main(argv + ["--corpus", str(udhr_corpus_dir), "--output", str(tmp_path / "exists")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists", "incomplete"]
+
+
+def test_output_holding_the_corpus_is_refused_even_with_overwrite(tmp_path, gemma2_tokenizer_json):
+    corpus = tmp_path / "work" / "corpus"
+    write_part(corpus / "eng_Latn", ["All human beings are born free."])
+    (corpus / "_SUCCESS").write_text("")
+    for output in (tmp_path / "work", corpus):  # --overwrite would have deleted the corpus being read
+        with pytest.raises(UsageError, match="must not hold --corpus"):
+            run_pack(corpus, str(gemma2_tokenizer_json), 64, output, overwrite=True)
+    assert (corpus / "eng_Latn" / "part-00000.parquet").is_file()
+
+
+def test_an_unknown_runner_is_a_usage_error_and_writes_nothing(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path):
+    # The runner flags come after the DirectRunner defaults and win over them.
+    with pytest.raises(UsageError, match="NoSuchRunner"):
+        run_pack(udhr_corpus_dir, str(gemma2_tokenizer_json), 64, tmp_path / "out", languages=["eng_Latn"],
+                 pipeline_args=["--runner", "NoSuchRunner"])
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from training.checkpoint import (find_resume_checkpoint, list_checkpoints, load_
 from training.config import OptimizerConfig
 from training.model import MaskedLM, ModelConfig
 from training.optim import build_optimizer
+from training.trainer import MetricsWriter
 
 
 @pytest.fixture()
@@ -85,3 +87,10 @@ def test_trainer_state_is_never_unpickled_beyond_plain_data(tmp_path, trained):
         pickle.dump({"optimizer": Payload()}, handle, protocol=2)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(path)
+
+
+def test_resumed_metrics_drop_later_lines_and_a_line_cut_short(tmp_path):
+    lines = [json.dumps({"step": step, "loss": 1.0}) for step in (1, 2, 3)] + ['{"step": 4, "lo']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines), encoding="utf-8")  # killed mid-write at step 4
+    MetricsWriter(tmp_path, enabled=True, resume_step=2).close()
+    assert (tmp_path / "metrics.jsonl").read_text(encoding="utf-8") == lines[0] + "\n" + lines[1] + "\n"

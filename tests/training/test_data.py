@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 
@@ -128,6 +129,9 @@ def test_materialised_mixture_is_read_in_order(shards_64, tmp_path):
     phases = [{"name": "mix", "mixture": str(tmp_path / "mixtures" / "mix"), "temperature": 0.5, "budget": 4096,
                "mask_rate": 0.3, "seq_len": 64}]
     loader = TrainLoader(recipe(shards_64, phases))
+    # The shards the mixture was drawn from still name the tokenizer (recorded in checkpoints) and its vocabulary.
+    packed_tokenizer = json.loads((shards_64 / "manifest.json").read_text(encoding="utf-8"))["tokenizer"]
+    assert loader.tokenizer == packed_tokenizer and loader.vocab_size == packed_tokenizer["vocab_size"]
     steps = batches(loader, 8)  # 8 × 8 rows × 64 = 4096 tokens: the phase's whole budget
     assert loader.finished
     languages = Counter(language for batch in steps for language in batch.languages)

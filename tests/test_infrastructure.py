@@ -1,0 +1,67 @@
+"""The shared infrastructure every stage relies on: atomic outputs, YAML loading, Beam runner flags."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from mmbert.atomic import atomic_directory, atomic_file, write_text_atomic
+from mmbert.beam import add_runner_arguments, runner_arguments
+from mmbert.errors import UsageError, read_yaml_mapping
+
+
+def test_atomic_file_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "out.txt"
+    write_text_atomic(target, "first")
+    with pytest.raises(RuntimeError):
+        with atomic_file(target, "w") as handle:
+            handle.write("half of the second")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "first"  # the old file survives a failed write
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # and no temporary file is left behind
+
+
+def test_atomic_directory_replaces_only_when_finished(tmp_path):
+    target = tmp_path / "shards"
+    with atomic_directory(target) as staging:
+        (staging / "part-0").write_text("a")
+    assert (target / "part-0").read_text() == "a"
+    with pytest.raises(FileExistsError):
+        with atomic_directory(target) as staging:
+            (staging / "part-0").write_text("b")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target, overwrite=True) as staging:
+            (staging / "part-0").write_text("c")
+            raise RuntimeError("crash")
+    assert (target / "part-0").read_text() == "a"
+    with atomic_directory(target, overwrite=True) as staging:
+        (staging / "part-1").write_text("d")
+    assert sorted(p.name for p in target.iterdir()) == ["part-1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+@pytest.mark.parametrize("text, message", [("a: [", "not valid YAML"), ("- a\n- b\n", "mapping at the top level")])
+def test_read_yaml_mapping_names_the_problem(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        read_yaml_mapping(path)
+    with pytest.raises(UsageError, match="recipe not found"):
+        read_yaml_mapping(tmp_path / "missing.yaml")
+    path.write_text("a: 1\n")
+    assert read_yaml_mapping(path) == {"a": 1}
+
+
+def parse_runner(*argv):
+    parser = argparse.ArgumentParser()
+    add_runner_arguments(parser)
+    return runner_arguments(parser.parse_args(list(argv)))
+
+
+def test_runner_flags_pass_through_to_beam():
+    assert parse_runner() == []
+    assert parse_runner("--runner", "DataflowRunner", "--pipeline-options", "--project p --region 'europe west'") == [
+        "--runner", "DataflowRunner", "--project", "p", "--region", "europe west"]
+    with pytest.raises(UsageError, match="No closing quotation"):
+        parse_runner("--pipeline-options", "--project 'p")
