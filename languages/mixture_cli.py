@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 
 from mmbert.beam import add_runner_arguments, runner_arguments
@@ -27,18 +26,17 @@ that depends only on --seed, and OUTPUT/<phase>/manifest.json with each language
 and shortfall. Budgets come from --budget or the schedule's `budget:` per phase; --max-epochs likewise.
 """
 
-_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
-
-
 def parse_tokens(text: str) -> int:
     """'50M', '2.3T', '1e9', '600_000_000' → a whole number of tokens > 0."""
-    match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?(?:e[0-9]+)?)\s*([kmbgt]?)\s*", text.lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a token count: {text!r} (e.g. 50M, 2.3T, 1e9)")
-    value = float(match.group(1).replace("_", "")) * _SUFFIXES[match.group(2)]
-    if not value >= 1:
+    from languages.sampling import parse_token_count
+
+    try:
+        value = parse_token_count(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value < 1:
         raise argparse.ArgumentTypeError(f"a token budget must be at least 1, got {text!r}")
-    return int(round(value))
+    return value
 
 
 def _positive_float(text: str) -> float:

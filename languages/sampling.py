@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -124,3 +125,25 @@ def _parse_count(value: str) -> int | None:
     except ValueError:
         return None
     return int(number) if number.is_integer() else None
+
+
+_TOKEN_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+_TOKEN_COUNT = re.compile(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*(?:tok)?\s*")
+
+
+def parse_token_count(value) -> int:
+    """10000, 1e4, "10K", "2.3T", "600_000", "100000000000tok" (mmBERT's spelling) → a whole number of tokens >= 0.
+
+    Raises ValueError naming the value; callers turn it into their own error (a recipe key, a command-line flag).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of tokens, got {value!r}")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and (match := _TOKEN_COUNT.fullmatch(value.lower())):
+        number = float(match.group(1).replace("_", "")) * _TOKEN_SUFFIXES[match.group(2)]
+    else:
+        raise ValueError(f"expected a number of tokens like 20000, 50K, 2.3T; got {value!r}")
+    if not math.isfinite(number) or number < 0 or number != int(number):
+        raise ValueError(f"must be a whole number of tokens >= 0, got {value!r}")
+    return int(number)

@@ -16,7 +16,7 @@ data); a YAML schedule can name other labels. A schedule file looks like this:
       - name: mid_training                           #   languages_file: langs.txt   (one label per line), or
         temperature: 0.5                             #   top: 110                    (top N by data size), or
         top: 110                                     #   mmbert: decay               (one of mmBERT's sets)
-        budget: 600_000_000_000                      # optional: phase token budget
+        budget: 600B                                 # optional: phase token budget (600_000_000_000, 6e11)
         max_epochs: 8                                # optional: cap on epochs of one language's data
 """
 
@@ -31,6 +31,7 @@ from typing import Any, Mapping
 
 from mmbert.errors import UsageError, read_yaml_mapping
 from languages.registry import SOURCE_CODE_LABEL, UnknownLanguage, all_languages, normalize
+from languages.sampling import parse_token_count
 
 MMBERT_PHASES_FILE = Path(__file__).parent / "data" / "mmbert_phase_languages.csv"
 MMBERT_PHASES = (  # (name, column in the CSV, temperature, token budget) from the mmBERT paper
@@ -103,9 +104,12 @@ def parse_phase(entry: Any, where: str, base_dir: Path = Path("."),
     temperature = _number(entry, "temperature", where, required=True)
     if not (math.isfinite(temperature) and temperature > 0):
         raise UsageError(f"{where}.temperature: must be > 0, got {temperature}")
-    budget = _number(entry, "budget", where)
-    if budget is not None and not (math.isfinite(budget) and budget >= 0 and budget == int(budget)):
-        raise UsageError(f"{where}.budget: must be a whole number of tokens >= 0, got {budget}")
+    budget = None
+    if entry.get("budget") is not None:
+        try:
+            budget = parse_token_count(entry["budget"])  # 600_000_000_000, 6e11, "600B"
+        except ValueError as error:
+            raise UsageError(f"{where}.budget: {error}") from None
     max_epochs = _number(entry, "max_epochs", where)
     if max_epochs is not None and not (math.isfinite(max_epochs) and max_epochs > 0):
         raise UsageError(f"{where}.max_epochs: must be > 0, got {max_epochs}")

@@ -33,20 +33,19 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from languages.sampling import parse_token_count
 from mmbert.errors import UsageError, read_yaml_mapping
 
 # Keys a recipe phase passes through to `languages.schedule.parse_phase` (language set, τ, budget, epoch cap).
 LANGUAGE_PHASE_KEYS = ("name", "temperature", "languages", "languages_file", "top", "mmbert", "budget", "max_epochs",
                        "description")
 DECAY_SHAPES = ("linear", "1-sqrt")
-_SUFFIXES = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 
 
 @dataclass
@@ -209,23 +208,10 @@ def parse_recipe(document: dict, name: str = "recipe", where: str = "recipe") ->
 
 def parse_tokens(value: Any, where: str) -> int:
     """10000, 1e4, "10K", "2.3T", "100000000000tok" (mmBERT's spelling) → an integer number of tokens."""
-    if isinstance(value, bool):
-        raise UsageError(f"{where}: expected a number of tokens, got {value!r}")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9_.eE+]+)\s*([KMBGT]?)\s*(tok)?\s*", value)
-        try:
-            number = float(match.group(1).replace("_", "")) * _SUFFIXES.get(match.group(2), 1) if match else None
-        except ValueError:
-            number = None
-        if number is None:
-            raise UsageError(f"{where}: expected a number of tokens like 20000, 50K, 2.3T; got {value!r}")
-    else:
-        raise UsageError(f"{where}: expected a number of tokens, got {value!r}")
-    if number < 0 or number != int(number):
-        raise UsageError(f"{where}: must be a whole number of tokens >= 0, got {value!r}")
-    return int(number)
+    try:
+        return parse_token_count(value)
+    except ValueError as error:
+        raise UsageError(f"{where}: {error}") from None
 
 
 def _parse_phase(entry: Any, where: str) -> PhaseConfig:

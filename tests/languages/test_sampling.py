@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from languages.sampling import read_counts_csv, temperature_weights, token_budgets
+from languages.sampling import parse_token_count, read_counts_csv, temperature_weights, token_budgets
 from mmbert.errors import UsageError
 
 COUNTS = {"eng_Latn": 1_000_000, "fra_Latn": 100_000, "swh_Latn": 1_000, "yor_Latn": 10}
@@ -96,3 +96,15 @@ def test_read_counts_missing_file_and_ignore_unknown(tmp_path):
     with pytest.raises(UsageError, match="not found"):
         read_counts_csv(tmp_path / "nope.csv")
     assert read_counts_csv(write(tmp_path, "language,tokens\nfra,1\nxyz,2\n"), ignore_unknown=True) == {"fra_Latn": 1}
+
+
+@pytest.mark.parametrize("value, tokens", [(10000, 10000), (1e4, 10000), ("10K", 10000), ("2.3T", 2_300_000_000_000),
+                                           ("600_000", 600000), ("100000000000tok", 10**11), ("50m", 50_000_000)])
+def test_token_counts_in_every_spelling(value, tokens):
+    assert parse_token_count(value) == tokens
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "1.5", True, float("nan"), float("inf"), "10X", None])
+def test_bad_token_counts_raise(value):
+    with pytest.raises(ValueError):
+        parse_token_count(value)

@@ -23,13 +23,13 @@ def test_yaml_schedule_with_every_language_source(tmp_path):
     (tmp_path / "s.yaml").write_text("""
 phases:
   - {name: a, temperature: 0.7, languages: [en, fr, __label__zh], budget: 1_000_000}
-  - {name: b, temperature: 0.5, languages_file: langs.txt, max_epochs: 3}
+  - {name: b, temperature: 0.5, languages_file: langs.txt, max_epochs: 3, budget: 2.5K}
   - {name: c, temperature: 0.3, top: 5}
   - {name: d, temperature: 0.3, mmbert: pretrain}
 """)
     a, b, c, d = load_schedule(tmp_path / "s.yaml")
     assert a.languages == ("cmn_Hani", "eng_Latn", "fra_Latn") and a.budget == 1_000_000
-    assert b.languages == ("swh_Latn", "yor_Latn") and b.max_epochs == 3
+    assert b.languages == ("swh_Latn", "yor_Latn") and b.max_epochs == 3 and b.budget == 2500
     assert len(c.languages) == 5 and "rus_Cyrl" in c.languages
     assert len(d.languages) == 61
 
