@@ -137,13 +137,16 @@ def _first_id(tokenizer, *names: str) -> int:
 
 
 def resolve_model_path(path: str | Path) -> tuple[Path, str]:
-    """PATH → (directory, kind) with kind "checkpoint" or "hf"; a run directory resolves to its latest checkpoint
-    (the one `checkpoints/latest` names, else the newest complete one, as `mmbert train --resume auto` finds it)."""
-    from training.checkpoint import META_FILE, MODEL_FILE, latest_checkpoint
+    """PATH → (directory, kind) with kind "checkpoint" or "hf"; a run directory, or its `checkpoints/latest` file,
+    resolves to the latest checkpoint (the one `latest` names, else the newest complete one, as `mmbert train
+    --resume auto` and `mmbert export` find it)."""
+    from training.checkpoint import LATEST, META_FILE, MODEL_FILE, latest_checkpoint
 
     path = Path(path)
     if not path.exists():
         raise UsageError(f"model directory not found: {path}")
+    if path.name == LATEST and path.is_file():
+        path = path.parent.parent
     path = latest_checkpoint(path / "checkpoints") or path
     if (path / META_FILE).is_file():
         if not (path / MODEL_FILE).is_file():

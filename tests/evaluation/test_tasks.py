@@ -105,6 +105,8 @@ def test_a_run_directory_resolves_to_its_latest_checkpoint(tmp_path, tiny_checkp
     (run / "checkpoints" / tiny_checkpoint.name).symlink_to(tiny_checkpoint)
     (run / "checkpoints" / "latest").write_text(tiny_checkpoint.name + "\n", encoding="utf-8")
     assert resolve_model_path(run) == (run / "checkpoints" / tiny_checkpoint.name, "checkpoint")
+    latest = run / "checkpoints" / "latest"  # the file `mmbert run` and `mmbert export` take
+    assert resolve_model_path(latest) == (run / "checkpoints" / tiny_checkpoint.name, "checkpoint")
     (run / "checkpoints" / "latest").unlink()  # no pointer (or a stale one): the newest complete checkpoint
     assert resolve_model_path(run) == (run / "checkpoints" / tiny_checkpoint.name, "checkpoint")
     (tiny_checkpoint.parent / "broken").mkdir()
