@@ -14,8 +14,6 @@ count, not a token count (the sampler needs relative sizes; divide by a tokenize
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import defaultdict
 
@@ -74,13 +72,11 @@ def merge(previous: dict, rebuilt: dict, languages: set[str]) -> dict:
 
 
 def counts_csv(stats: dict) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["language", "tokens"])
-    for label, entry in stats["languages"].items():
-        if entry["documents_out"]:
-            writer.writerow([label, entry["bytes_out"]])
-    return buffer.getvalue()
+    """UTF-8 bytes kept per language, as the counts file `mmbert languages sample` reads."""
+    from languages.sampling import format_counts_csv
+
+    return format_counts_csv({label: entry["bytes_out"] for label, entry in stats["languages"].items()
+                              if entry["documents_out"]})
 
 
 def write_outputs(root: str, stats: dict) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import sys
@@ -130,19 +129,14 @@ def normalize_command(args) -> int:
 
 def counts_command(args) -> int:
     from languages.registry import all_languages
+    from languages.sampling import format_counts_csv
     from mmbert.atomic import write_text_atomic
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["language", "tokens"])
-    for language in all_languages():
-        value = getattr(language, args.unit)
-        if value > 0:
-            writer.writerow([language.code, value])
+    text = format_counts_csv({language.code: getattr(language, args.unit) for language in all_languages()})
     if args.output == "-":
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(text)
     else:
-        write_text_atomic(args.output, buffer.getvalue())
+        write_text_atomic(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -147,3 +147,9 @@ def parse_token_count(value) -> int:
     if not math.isfinite(number) or number < 0 or number != int(number):
         raise ValueError(f"must be a whole number of tokens >= 0, got {value!r}")
     return int(number)
+
+
+def format_counts_csv(counts: Mapping[str, int]) -> str:
+    """The `language,tokens` CSV that `read_counts_csv` reads (languages without data left out)."""
+    lines = ["language,tokens"] + [f"{label},{int(count)}" for label, count in counts.items() if count > 0]
+    return "\n".join(lines) + "\n"

@@ -21,9 +21,7 @@ different workers pack in parallel, so no worker ever holds a whole large langua
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import itertools
 import json
 import math
@@ -470,10 +468,6 @@ def _manifest(plan, stats, description, seq_len, heldout_fraction, seed, shard_t
 
 
 def _counts_csv(manifest) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["language", "tokens"])
-    for label, entry in manifest["languages"].items():
-        if entry["train_tokens"]:
-            writer.writerow([label, entry["train_tokens"]])
-    return buffer.getvalue()
+    from languages.sampling import format_counts_csv
+
+    return format_counts_csv({label: entry["train_tokens"] for label, entry in manifest["languages"].items()})
