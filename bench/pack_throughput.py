@@ -97,9 +97,11 @@ def run_size(work: Path, repeat: int, rounds: int, args) -> dict:
                 output = work / f"shards-{repeat}-{round_index}"
                 manifest, wall, cpu = measure(lambda: run_pack(corpus, args.tokenizer, args.seq_len, output,
                                                                heldout_fraction=0.01, num_workers=1))
-                totals = manifest["totals"]
-                # Tokens the job produced without the [CLS]/[SEP] it adds: the count raw encoding gives.
-                count = totals["train_tokens"] + totals["heldout_tokens"] - 2 * totals["documents"]
+                totals, languages = manifest["totals"], manifest["languages"].values()
+                # Tokens the job produced without the [CLS]/[SEP] it adds (one pair per document piece in each
+                # split: a language's only document is split in two): the count raw encoding gives.
+                pieces = sum(entry["train_documents"] + entry["heldout_documents"] for entry in languages)
+                count = totals["train_tokens"] + totals["heldout_tokens"] - 2 * pieces
                 shutil.rmtree(output)
             else:
                 count, wall, cpu = measure(lambda: raw_encode(tokenizer, texts, side))

@@ -7,10 +7,14 @@ masking). Out: a markdown table on stdout and JSON (+ the same table as .md) at 
 Per model (mmbert-base, mmbert-small) and shape (1024 x 32, 8192 x 4), each implementation trains a few steps:
 - `ours`: regional torch.compile (each block, the embeddings and the head), FlexAttention with document +
   sliding-window block masks, sparse prediction at a fixed capacity (no host sync), chunked fused cross-entropy,
-  fused AdamW, bf16 autocast. `ours-eager`: the same without torch.compile; `ours-liger`: liger-kernel's loss.
+  fused AdamW, bf16 autocast. Variants name their differences after colons, so several run side by side:
+  `ours:compile=whole`, `ours:loss=liger`, `ours:chunk=16384`, `ours:attention=flash`, `ours:compile=off`
+  (aliases: `ours-eager` = `ours:compile=off`, `ours-liger` = `ours:loss=liger`).
 - `hf-sdpa`: transformers' ModernBertForMaskedLM (sdpa attention, sparse_prediction=True), bf16 autocast, fused AdamW.
 - `hf-compiled`: the same under torch.compile (whole model).
 The first step (compilation included) is timed apart from the timed steps; no host sync happens between timed steps.
+Then (unless --profile none) two more steps run under torch.profiler: time per kind of kernel, the loss's share, the
+device's busy time, the top kernels (bench/step_profile.py), and the source lines of any host synchronisation.
 
 Model FLOPs per step (the same useful work for every implementation, so TFLOP/s ratios equal speed ratios):
   6 · L · H · (4H + 3I) · tokens          encoder matmuls (Wqkv 3H², Wo H², GeGLU in 2HI, out IH), fwd + bwd
@@ -43,13 +47,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import step_profile  # noqa: E402
 from training import attention as attention_paths  # noqa: E402
 from training.batches import random_packed_batch  # noqa: E402
-from training.loss import liger_available  # noqa: E402
+from training.compilation import compile_model  # noqa: E402
+from training.loss import liger_available, prediction_capacity  # noqa: E402
 from training.model import MaskedLM, ModelConfig, positions_from_document_ids  # noqa: E402
 
 MASK_ID, FIRST_REGULAR_ID = 4, 5
 GPU_IMPLS = ("ours", "hf-sdpa", "hf-compiled")
+# Tried at the first configuration after the baselines: what to change next (liger only when installed).
+GPU_VARIANTS = ("ours:chunk=16384", "ours:loss=liger", "ours:compile=whole")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,10 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vocab-size", type=int, default=None, help="override the models' 256k vocabulary")
     p.add_argument("--shapes", default="1024x32,8192x4", help="seq_len x batch, comma-separated")
     p.add_argument("--impls", default=None,
-                   help=f"default on CUDA: {','.join(GPU_IMPLS)} (+ ours-liger when installed); "
+                   help=f"default on CUDA: {','.join(GPU_IMPLS + GPU_VARIANTS)} (liger when installed); "
                         "on CPU: ours-eager,hf-sdpa")
     p.add_argument("--attention", default="auto", help="path for ours: auto (flex on CUDA), flex, flash, sdpa")
-    p.add_argument("--compile", default="blocks", choices=["blocks", "whole"], help="how `ours` is compiled")
     p.add_argument("--isolate-flex", action="store_true",
                    help="compile FlexAttention apart from the blocks (the fallback the numerics check switches to)")
     p.add_argument("--loss-chunk", type=int, default=4096, help="rows per cross-entropy chunk")
@@ -75,15 +82,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8, help="timed steps")
     p.add_argument("--budget-s", type=float, default=400, help="skip configurations that would start after this")
     p.add_argument("--no-numerics", action="store_true")
+    p.add_argument("--profile", default="all", choices=["none", "ours", "all"],
+                   help="profile two steps of every configuration (all), of ours and its variants, or none")
     p.add_argument("--output", default=None)
     args = p.parse_args(argv)
     if args.tiny:
         args.models, args.shapes, args.warmup, args.steps = "tiny", "128x2", 1, 2
         args.vocab_size = args.vocab_size or 4096
     if args.impls is None:
-        impls = list(GPU_IMPLS) if args.device.startswith("cuda") else ["ours-eager", "hf-sdpa"]
-        if args.device.startswith("cuda") and liger_available():
-            impls.insert(1, "ours-liger")
+        impls = [*GPU_IMPLS, *GPU_VARIANTS] if args.device.startswith("cuda") else ["ours-eager", "hf-sdpa"]
+        if not liger_available():
+            impls = [impl for impl in impls if impl != "ours:loss=liger"]
         args.impls = ",".join(impls)
     if args.output is None:
         base = Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "bench" / "results"
@@ -143,12 +152,11 @@ def make_batches(config: ModelConfig, seq_len: int, batch_size: int, args, devic
             "input_ids": inputs, "document_ids": document_ids, "labels": labels,
             "position_ids": positions_from_document_ids(document_ids), "predicted": int(chosen.sum()),
         })
-    n = seq_len * batch_size
-    # A fixed gather capacity keeps shapes static: mean + 6 sigma of the masked count, rounded up to 256 rows.
-    capacity = math.ceil((args.mask_rate * n + 6 * math.sqrt(n) + 1) / 256) * 256
+    # A fixed gather capacity keeps shapes static (the trainer's rule: mean + 6 sigma, rounded up to 256 rows).
+    capacity = prediction_capacity(seq_len * batch_size, args.mask_rate)
     assert all(b["predicted"] <= capacity for b in batches), "capacity below a batch's masked count"
     for b in batches:
-        b["capacity"] = min(capacity, n)
+        b["capacity"] = capacity
         for key in ("input_ids", "document_ids", "labels", "position_ids"):
             b[key] = b[key].to(device)
     return batches
@@ -188,17 +196,17 @@ def build(impl: str, config: ModelConfig, device: torch.device, args):
     """→ (the module that trains, run(batch) → loss, step(batch) → loss after an optimizer step, the autocast
     context). Everything on `device`."""
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    torch.manual_seed(0)  # every implementation and variant starts from the same weights
     if impl.startswith("ours"):
+        options = ours_options(impl, args)
         with device:
             model = MaskedLM(config)
-        forward = model
-        if impl in ("ours", "ours-liger"):
-            forward = compile_model(model, args.compile)
-        loss_impl = "liger" if impl == "ours-liger" else "chunked"
+        forward = compile_model(model, options["compile"])
 
         def run(b):
-            return forward(b["input_ids"], b["document_ids"], b["labels"], attention=args.attention,
-                           max_predictions=b["capacity"], loss_chunk_size=args.loss_chunk, loss_impl=loss_impl).loss
+            return forward(b["input_ids"], b["document_ids"], b["labels"], attention=options["attention"],
+                           max_predictions=b["capacity"], loss_chunk_size=options["chunk"],
+                           loss_impl=options["loss"]).loss
     elif impl.startswith("hf"):
         model = build_hf(config, device)
         forward = torch.compile(model) if impl == "hf-compiled" else model
@@ -221,15 +229,27 @@ def build(impl: str, config: ModelConfig, device: torch.device, args):
     return model, run, step, autocast
 
 
-def compile_model(model: MaskedLM, how: str):
-    """Regional compilation (torchtitan's recipe): each block compiles once per kind, so compile time stays short."""
-    if how == "whole":
-        return torch.compile(model, dynamic=False)
-    for block in model.layers:
-        block.compile(dynamic=False)
-    model.embeddings.compile(dynamic=False)
-    model.head.compile(dynamic=False)
-    return model
+ALIASES = {"ours-eager": "ours:compile=off", "ours-liger": "ours:loss=liger"}
+OURS_CHOICES = {"compile": ("blocks", "whole", "off"), "loss": ("chunked", "liger"),
+                "attention": ("auto", "flex", "flash", "sdpa")}
+
+
+def ours_options(impl: str, args) -> dict:
+    """`ours:key=value:…` → the options of that variant (defaults from the command line)."""
+    base, *pairs = ALIASES.get(impl, impl).split(":")
+    if base != "ours":
+        raise ValueError(f"unknown implementation {impl!r}")
+    options = {"compile": "blocks", "loss": "chunked", "attention": args.attention, "chunk": args.loss_chunk}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key == "chunk" and value.isdigit() and int(value) > 0:
+            options[key] = int(value)
+        elif value in OURS_CHOICES.get(key, ()):
+            options[key] = value
+        else:
+            raise ValueError(f"unknown option {pair!r} in {impl!r}; keys: chunk=N, "
+                             + ", ".join(f"{k}={'|'.join(v)}" for k, v in OURS_CHOICES.items()))
+    return options
 
 
 def build_hf(config: ModelConfig, device: torch.device):
@@ -271,7 +291,7 @@ def _measure(result: dict, impl, name, seq_len, batch_size, args, device, numeri
     if impl.startswith("hf") and environment_cache["transformers"] is None:
         result["status"] = "skipped: transformers not installed"
         return
-    if impl == "ours-liger" and not liger_available():
+    if impl.startswith("ours") and ours_options(impl, args)["loss"] == "liger" and not liger_available():
         result["status"] = "skipped: liger-kernel not installed"
         return
     batches = make_batches(config, seq_len, batch_size, args, device)
@@ -288,7 +308,7 @@ def _measure(result: dict, impl, name, seq_len, batch_size, args, device, numeri
     for i in range(1, args.warmup):
         losses.append(step(batches[i % len(batches)]))
     if device.type == "cuda":
-        result["host_syncs_per_step"] = count_host_syncs(lambda: step(batches[1]))
+        result["host_syncs_per_step"], result["host_sync_sites"] = host_syncs(lambda: step(batches[1]))
     graphs_before = unique_graphs()
     sync(device)
     start = time.perf_counter()
@@ -307,20 +327,31 @@ def _measure(result: dict, impl, name, seq_len, batch_size, args, device, numeri
     )
     if device.type == "cuda":
         result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    if args.profile == "all" or (args.profile == "ours" and impl.startswith("ours")):
+        result["profile"] = step_profile.profile_steps(step, batches[2 % len(batches)], device)
     if numerics:
         result["numerics"] = numerics_check(model, run, autocast, batches[0], args)
 
 
-def count_host_syncs(step) -> int | None:
-    """Run one step with CUDA's sync debug mode on and count the synchronisations it reports."""
-    with warnings.catch_warnings(record=True) as caught:
+def host_syncs(step) -> tuple[int, list[str]]:
+    """Run one step with CUDA's sync debug mode on: how many synchronisations it reports, and where (the innermost
+    Python frames of each), so the next change knows which line to fix."""
+    sites: list[str] = []
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" in str(message):
+            frames = traceback.extract_stack()[:-1][-6:]
+            sites.append(" <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames)))
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
             step()
         finally:
             torch.cuda.set_sync_debug_mode(0)
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return len(sites), sites
 
 
 def unique_graphs() -> int:
@@ -413,6 +444,9 @@ def markdown(results: list[dict], env: dict, ceiling: float) -> str:
             f"{r.get('first_step_s', '')} | {ratio('hf-sdpa')} | {ratio('hf-compiled')} | {r['status']} |"
         )
     for r in results:
+        if "profile" in r:
+            lines.append(step_profile.markdown(r["profile"], f"{r['model']} {r['seq_len']}x{r['batch']} {r['impl']}"))
+    for r in results:
         if "numerics" in r:
             n = r["numerics"]
             lines.append(
@@ -425,15 +459,17 @@ def markdown(results: list[dict], env: dict, ceiling: float) -> str:
 
 
 def plan(models: list[str], shapes: list[tuple[int, int]], impls: list[str]) -> list[tuple]:
-    """Run order by priority, so a time budget cuts the least important runs: every configuration's own path and
-    the eager baseline first (the first configuration also gets the compiled baseline), then liger at the first
-    configuration, then the compiled baseline of the others (its compilation is the slowest part of the run)."""
+    """Run order by priority, so a time budget cuts the least important runs: the first configuration with every
+    baseline, then the variants of `ours` at that configuration (what to change next), then the other
+    configurations' own path and eager baseline, then their compiled baseline (the slowest to compile)."""
     configs = [(m, s) for m in models for s in shapes]
-    first = [(*configs[0], impl) for impl in impls if impl != "ours-liger"]
-    rest = [(*c, impl) for c in configs[1:] for impl in impls if impl not in ("ours-liger", "hf-compiled")]
-    liger = [(*configs[0], "ours-liger")] if "ours-liger" in impls else []
+    variants = [impl for impl in impls if impl.startswith("ours") and impl not in ("ours", "ours-eager")]
+    main = [impl for impl in impls if impl not in variants]
+    first = [(*configs[0], impl) for impl in main]
+    tried = [(*configs[0], impl) for impl in variants]
+    rest = [(*c, impl) for c in configs[1:] for impl in main if impl != "hf-compiled"]
     late = [(*c, "hf-compiled") for c in configs[1:] if "hf-compiled" in impls]
-    return first + rest + liger + late
+    return first + tried + rest + late
 
 
 def main(argv=None) -> int:
@@ -482,7 +518,8 @@ def main(argv=None) -> int:
                 attention_paths.ISOLATE_FLEX = True
                 result = run_config(impl, name, seq_len, batch_size, args, device, True)
         results.append(result)
-        print(json.dumps({k: v for k, v in result.items() if k not in ("traceback", "numerics")}), flush=True)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("traceback", "numerics", "profile")}),
+              flush=True)
         if "traceback" in result:
             print(result["traceback"], file=sys.stderr, flush=True)
         table = write_report()

@@ -84,7 +84,9 @@ class EncoderUnderTest:
         return input_ids.to(self.device), attention_mask.to(self.device)
 
     def hidden_states(self, sequences: Sequence[Sequence[int]], layer: int = -1) -> torch.Tensor:
-        """Mean-pooled hidden states (N, H) of full input sequences, batched longest-first for little padding."""
+        """Mean-pooled hidden states (N, H) of full input sequences, batched longest-first for little padding.
+        `layer` indexes transformers' hidden_states: 0 the embeddings, L (or -1) the last layer."""
+        self.check_layer(layer)
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         pooled: list[torch.Tensor | None] = [None] * len(sequences)
         for start in range(0, len(order), self.batch_size):
@@ -96,6 +98,12 @@ class EncoderUnderTest:
             for i, vector in zip(batch, mean_pool(hidden.float(), attention_mask).cpu()):
                 pooled[i] = vector
         return torch.stack(pooled) if pooled else torch.empty(0)
+
+    def check_layer(self, layer: int) -> None:
+        layers = self.encoder.config.num_hidden_layers
+        if not -(layers + 1) <= layer <= layers:
+            raise UsageError(f"layer {layer} does not exist: {self.name} has hidden states 0 (embeddings) to "
+                             f"{layers} (or -1 for the last)")
 
     @torch.no_grad()
     def embed(self, texts: Sequence[str], layer: int = -1) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 
 from mmbert.errors import UsageError
@@ -31,14 +32,31 @@ def runner_arguments(args) -> list[str]:
 def pipeline_options(beam_args, num_workers: int, running_mode: str | None = None):
     """Beam options: the local DirectRunner with `num_workers` by default; flags in `beam_args` come later and win.
 
-    `running_mode` defaults to in-memory for one worker and processes for more (the jobs are CPU-bound).
+    `running_mode` defaults to in-memory for one worker and processes for more (the jobs are CPU-bound). Local
+    worker processes log errors only: at their default (INFO) each job printed ~40 lines of harness chatter.
     """
+    quiet_beam_import_warning()
     from apache_beam.options.pipeline_options import PipelineOptions
 
     if running_mode is None:
         running_mode = "multi_processing" if num_workers > 1 else "in_memory"
+    local = not any(arg.startswith("--runner") for arg in beam_args or [])
     return PipelineOptions(["--runner=DirectRunner", f"--direct_num_workers={num_workers}",
-                            f"--direct_running_mode={running_mode}", *(beam_args or [])])
+                            f"--direct_running_mode={running_mode}",
+                            *(["--default_sdk_harness_log_level=ERROR"] if local else []), *(beam_args or [])])
+
+
+class _DropApitoolsWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+def quiet_beam_import_warning() -> None:
+    """Beam warns at import that Google Cloud's apitools are missing, which only matters for BigQuery/Dataflow
+    (`pip install apache-beam[gcp]` brings them); drop that one line. Call before importing apache_beam."""
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropApitoolsWarning) for f in root.filters):
+        root.addFilter(_DropApitoolsWarning())
 
 
 def new_pipeline(beam_args, num_workers: int, running_mode: str | None = None):

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from mmbert import __version__
+from mmbert.beam import quiet_beam_import_warning
 from mmbert.errors import UsageError
 
 # Order here is the order in `mmbert --help`.
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         # A group without a sub-command (`mmbert languages`) prints that group's help.
         (getattr(args, "group_parser", None) or parser).print_help()
         return 2 if args.command is None else 0
+    quiet_beam_import_warning()  # before any handler imports Beam
     try:
         return int(args.func(args) or 0)
     except UsageError as error:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -189,6 +190,7 @@ def run_command(args) -> int:
         previous = json.loads(marker.read_text()) if marker.is_file() else {}
         done = (not redo and previous.get("command") == full and previous.get("inputs") == fingerprint
                 and (result is None or result.exists()))
+        upstream_ran = redo  # an earlier stage ran (or --force): this stage's inputs are new
         redo = redo or (not done and result is not None)
         header = f"[{number}/{len(stages)}] {name}"
         if args.dry_run:
@@ -197,6 +199,11 @@ def run_command(args) -> int:
         if done:
             print(f"{header}: finished earlier, reused ({result or 'nothing to redo'})", flush=True)
             continue
+        if name == "train":
+            note = prepare_run_directory(output / "run", markers / "train.started.json", full, fingerprint,
+                                         forced=args.force, upstream_ran=upstream_ran)
+            if note:
+                print(f"{header}: {note}", flush=True)
         print(f"{header}: {shlex.join(full)}", flush=True)
         stage_start = time.monotonic()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -220,6 +227,32 @@ def run_command(args) -> int:
     report = write_report(output, stages)
     print(f"\nall {len(stages)} stages done in {time.monotonic() - started:.0f} s\nreport: {report.resolve()}")
     return 0
+
+
+def prepare_run_directory(run_dir: Path, started: Path, command: list[str], fingerprint: str, forced: bool,
+                          upstream_ran: bool) -> str:
+    """Make `mmbert train --resume auto` continue only the same interrupted training; → what was done, or "".
+
+    Resuming is right when this very command, on these very inputs, started and did not finish (a killed or
+    preempted run). Anything else starts over: with --force or new data from an earlier stage the old run is deleted
+    (it trained on what no longer exists); after an edit of the training recipe alone it is moved aside, since it
+    may hold days of GPU time, and the message says where.
+    """
+    record = {"command": command, "inputs": fingerprint}
+    same_training = (started.is_file() and json.loads(started.read_text()) == record
+                     and not forced and not upstream_ran)
+    note = ""
+    if run_dir.exists() and not same_training:
+        if forced or upstream_ran:
+            shutil.rmtree(run_dir)
+            note = f"starting over: removed {run_dir} ({'--force' if forced else 'its data changed'})"
+        else:
+            aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            run_dir.rename(aside)
+            note = f"the training command or recipe changed: starting over, the previous run is kept in {aside}"
+    started.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(started, json.dumps(record))
+    return note
 
 
 def write_report(output: Path, stages) -> Path:

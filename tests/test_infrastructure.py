@@ -65,3 +65,42 @@ def test_runner_flags_pass_through_to_beam():
         "--runner", "DataflowRunner", "--project", "p", "--region", "europe west"]
     with pytest.raises(UsageError, match="No closing quotation"):
         parse_runner("--pipeline-options", "--project 'p")
+
+
+def test_local_beam_workers_log_errors_only_unless_asked():
+    from mmbert.beam import pipeline_options
+
+    local = pipeline_options([], 2).get_all_options()
+    assert local["default_sdk_harness_log_level"] == "ERROR" and local["direct_num_workers"] == 2
+    assert pipeline_options(["--default_sdk_harness_log_level=INFO"], 2).get_all_options()[
+        "default_sdk_harness_log_level"] == "INFO"
+    # On a remote runner the workers' own logs are the user's business: left at the runner's default.
+    assert pipeline_options(["--runner", "PortableRunner"], 2).get_all_options()["default_sdk_harness_log_level"] is None
+
+
+def test_mmbert_run_resumes_only_the_same_interrupted_training(tmp_path):
+    """`mmbert run`'s train stage passes --resume auto; what the run directory holds decides what that means."""
+    from mmbert.run import prepare_run_directory
+
+    run, started = tmp_path / "run", tmp_path / ".stages" / "train.started.json"
+    command = ["python", "-m", "mmbert", "train", "--config", "r.yaml"]
+
+    def checkpoint(label: str):
+        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run / "checkpoints" / "latest").write_text(label)
+
+    assert prepare_run_directory(run, started, command, "abc", forced=False, upstream_ran=False) == ""
+    checkpoint("interrupted")  # killed mid-training; the same command comes back: resume
+    assert prepare_run_directory(run, started, command, "abc", forced=False, upstream_ran=False) == ""
+    assert (run / "checkpoints" / "latest").read_text() == "interrupted"
+    # The recipe changed (another fingerprint): start over, the old run kept aside.
+    note = prepare_run_directory(run, started, command, "edited", forced=False, upstream_ran=False)
+    assert "previous run is kept in" in note and not run.exists()
+    (aside,) = tmp_path.glob("run.replaced-*")
+    assert (aside / "checkpoints" / "latest").read_text() == "interrupted"
+    # New shards from an earlier stage, or --force: the old run trained on data that is gone; it is removed.
+    for forced, upstream in ((False, True), (True, False)):
+        checkpoint("stale")
+        note = prepare_run_directory(run, started, command, "edited", forced=forced, upstream_ran=upstream)
+        assert note.startswith("starting over: removed") and not run.exists()
+    assert len(list(tmp_path.glob("run.replaced-*"))) == 1

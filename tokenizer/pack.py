@@ -17,6 +17,8 @@ tokens; [CLS]/[SEP] added here) → per language the (min, max) document hash an
 Why this keying: the output depends only on document ids and contents, never on worker count or read order, and a
 big language is spread over many shards (`shard_text_bytes` of text each, planned from Parquet metadata) that
 different workers pack in parallel, so no worker ever holds a whole large language.
+Held out: documents whose hash falls under `heldout_fraction` (a language with two or more documents always has
+both splits, `split_mask`); a language with a single document holds out the tail of it (`SINGLE_DOCUMENT_HELDOUT`).
 """
 
 from __future__ import annotations
@@ -265,10 +267,17 @@ def batch_hash_range(element):
     return label, (batch.hashes.min(), batch.hashes.max(), len(batch.hashes))
 
 
+# A language with a single document holds out the last tokens of it: at least this share (or --heldout-fraction).
+SINGLE_DOCUMENT_HELDOUT = 0.1
+
+
 def key_by_shard(element, ranges: dict, shards: dict, heldout_fraction: float):
     """(language, batch) → ((language, split, shard), sub-batch) for each shard its documents go to."""
     label, batch = element
     low, high, count = ranges[label]
+    if count == 1 and heldout_fraction > 0 and len(batch.tokens) >= 2:
+        yield from _split_only_document(label, batch, shards, heldout_fraction)
+        return
     heldout = split_mask(batch.hashes, heldout_fraction, low, high, count)
     for split, mask in (("train", ~heldout), ("heldout", heldout)):
         indices = np.flatnonzero(mask)
@@ -277,6 +286,17 @@ def key_by_shard(element, ranges: dict, shards: dict, heldout_fraction: float):
         shard_of = shard_indices(batch.hashes[indices], shards[label][split])
         for shard in np.unique(shard_of):
             yield (label, split, int(shard)), batch.take(indices[shard_of == shard])
+
+
+def _split_only_document(label: str, batch: DocumentBatch, shards: dict, heldout_fraction: float):
+    """A language's only document: its head trains, its tail is held out, so the language still gets an evaluation
+    set (a web page per language is common in small corpora: the UDHR has one per language). The cut is a function
+    of the document alone, so it is the same for any number of workers."""
+    held = max(1, round(len(batch.tokens) * max(heldout_fraction, SINGLE_DOCUMENT_HELDOUT)))
+    cut = len(batch.tokens) - held
+    for split, piece in (("train", batch.tokens[:cut]), ("heldout", batch.tokens[cut:])):
+        part = batch._replace(tokens=piece, offsets=np.array([0, len(piece)], dtype=np.int64))
+        yield (label, split, int(shard_indices(batch.hashes, shards[label][split])[0])), part
 
 
 def pack_shard(keyed, output_dir: str, seq_len: int):
@@ -432,7 +452,7 @@ def _manifest(plan, stats, description, seq_len, heldout_fraction, seed, shard_t
     languages, skipped = {}, dict(plan["skipped_languages"])
     for label in sorted(plan["shards"]):
         counts = stats.get(label, {})
-        documents = counts.get("train_documents", 0) + counts.get("heldout_documents", 0)
+        documents = counts.get("documents_in", 0) - sum(v for k, v in counts.items() if k.startswith("dropped_"))
         entry = {
             "documents": documents,
             **{f"{split}_{name}": counts.get(f"{split}_{name}", 0)
@@ -443,6 +463,8 @@ def _manifest(plan, stats, description, seq_len, heldout_fraction, seed, shard_t
                         if name.startswith("dropped_")},
             "modified": {name: counts[name] for name in ("control_characters_removed", "truncated", "missing_id")
                          if counts.get(name)},
+            # One document, split: its head is train, its tail the held-out set (SINGLE_DOCUMENT_HELDOUT).
+            "heldout_is_document_tail": documents == 1 and counts.get("heldout_documents", 0) == 1,
         }
         if documents:
             languages[label] = entry

@@ -41,6 +41,7 @@ import yaml
 
 from languages.sampling import parse_token_count
 from mmbert.errors import UsageError, read_yaml_mapping
+from training.compilation import COMPILE_MODES
 
 # Keys a recipe phase passes through to `languages.schedule.parse_phase` (language set, τ, budget, epoch cap).
 LANGUAGE_PHASE_KEYS = ("name", "temperature", "languages", "languages_file", "top", "mmbert", "budget", "max_epochs",
@@ -103,7 +104,7 @@ class PhaseConfig:
 class TrainingConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
     precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    compile: bool = False
+    compile: str = "off"  # off | blocks (regional torch.compile; YAML true) | whole (training/compilation.py)
     fsdp: bool = False
     log_every: int = 1
     checkpoint_every: int = 100  # steps; a checkpoint is also written at the end of every phase
@@ -193,6 +194,9 @@ def parse_recipe(document: dict, name: str = "recipe", where: str = "recipe") ->
     batch = _section(document, "batch", BatchConfig, where, token_keys=("warmup_tokens",))
     optimizer = _section(document, "optimizer", OptimizerConfig, where)
     schedule = _section(document, "schedule", ScheduleConfig, where, token_keys=("warmup_tokens", "decay_tokens"))
+    training_raw = document.get("training")
+    if isinstance(training_raw, dict) and isinstance(training_raw.get("compile"), bool):  # YAML true/false
+        document = {**document, "training": {**training_raw, "compile": "blocks" if training_raw["compile"] else "off"}}
     training = _section(document, "training", TrainingConfig, where)
     phases_raw = document.get("phases")
     if not isinstance(phases_raw, list) or not phases_raw:
@@ -289,6 +293,9 @@ def _validate(recipe: Recipe, where: str) -> None:
         raise UsageError(f"{where}: training.device: must be auto, cpu or cuda, got {t.device!r}")
     if t.precision not in ("auto", "fp32", "bf16"):
         raise UsageError(f"{where}: training.precision: must be auto, fp32 or bf16, got {t.precision!r}")
+    if t.compile not in COMPILE_MODES:
+        raise UsageError(f"{where}: training.compile: must be true, false or one of {', '.join(COMPILE_MODES)}, "
+                         f"got {t.compile!r}")
     if t.log_every < 1 or t.checkpoint_every < 1 or t.keep_checkpoints < 1:
         raise UsageError(f"{where}: training: log_every, checkpoint_every and keep_checkpoints must be >= 1")
 

@@ -9,6 +9,12 @@ One step: the loader plans the global batch (same on every process) and hands ea
 masked with seeds of their own; each micro-batch's summed loss is divided by the number of masked tokens in the
 whole global batch, so 1 process and N processes compute the same gradient; clip, step, log, maybe checkpoint.
 Phases change the languages, τ, mask rate, sequence length and RoPE base between steps.
+
+On a GPU the step never waits for the device: batches are copied from pinned memory without blocking, the prediction
+gather has a fixed capacity (static shapes), and loss, gradient norm and masked count stay on the device until a
+logged step reads them. So the host prepares batch n + 1 while the device runs batch n; `tokens_per_second` in
+metrics.jsonl is the rate since the previous logged line. `training.compile` (off, blocks, whole) applies
+training/compilation.py, the same compilation the benchmark measures.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from mmbert.atomic import write_text_atomic
 from mmbert.errors import UsageError
 from training import checkpoint as ckpt
 from training.batches import document_ids_from_lengths
+from training.compilation import compile_model
 from training.config import Recipe
 from training.data import TrainLoader
 from training.distributed import Distributed, all_reduce_sum, barrier, init_distributed, shutdown, wrap_model
+from training.loss import IGNORE_INDEX, prediction_capacity
 from training.masking import mask_batch
 from training.model import MaskedLM, ModelConfig
 from training.optim import batch_size_at, build_optimizer, lr_at, set_lr
@@ -87,22 +95,24 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         if ctx.is_main:
             log.info("resumed from %s (step %d)", resume_from, state["step"])
     model.to(ctx.device)
-    wrapped = wrap_model(model, ctx, recipe.training.fsdp)
-    if recipe.training.compile:
-        wrapped = torch.compile(wrapped)
+    wrapped = compile_model(model, recipe.training.compile, outer=wrap_model(model, ctx, recipe.training.fsdp))
+    # Static shapes on the GPU and under torch.compile: the prediction gather has a fixed capacity per micro-batch
+    # shape, so nothing waits for the device to say how many positions are masked and nothing recompiles.
+    fixed_capacity = ctx.device.type == "cuda" or recipe.training.compile != "off"
 
     # ---- optimizer
-    optimizer = build_optimizer(model, recipe.optimizer)
+    optimizer = build_optimizer(model, recipe.optimizer, fused=ctx.device.type == "cuda")  # one kernel, as torchtitan
     if trainer_state.get("optimizer"):
         _load_optimizer_state(model, optimizer, trainer_state, sharded=recipe.training.fsdp and ctx.enabled)
 
-    # ---- the loop
+    # ---- the loop: no value is read back from the device except on logged steps, so the host prepares the next
+    # batch while the device still runs this one
     use_bf16 = recipe.training.precision == "bf16" or (
         recipe.training.precision == "auto" and ctx.device.type == "cuda")
     metrics = MetricsWriter(run_dir, ctx.is_main, resume_step=state["step"] if resume_from else None)
     bar = _progress_bar(recipe.total_tokens, state["tokens_seen"], progress and ctx.is_main)
     last: dict = {}
-    timer = time.perf_counter()
+    interval_start, interval_tokens = time.perf_counter(), 0
     while not loader.finished:
         phase = loader.phase
         if (config.global_rope_theta, config.local_rope_theta) != (phase.rope_theta_global, phase.rope_theta_local):
@@ -117,46 +127,36 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         batch = loader.next_batch(rows)
         inputs, labels = mask_batch(batch.input_ids, phase.mask_rate, batch.row_seeds, config.vocab_size)
         document_ids = document_ids_from_lengths(batch.document_lengths, phase.seq_len)
-        predicted = all_reduce_sum(torch.tensor([(labels != -100).sum().item()], dtype=torch.float64,
-                                                device=ctx.device)).item()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
         micro = phase.micro_size or recipe.batch.micro_size
-        starts = list(range(0, inputs.shape[0], micro))
-        for index, start in enumerate(starts):
-            sync = index == len(starts) - 1 or not ctx.enabled or recipe.training.fsdp
-            micro_labels = labels[start:start + micro]
-            with (contextlib.nullcontext() if sync else wrapped.no_sync()), \
-                    torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = wrapped(inputs[start:start + micro].to(ctx.device),
-                              document_ids[start:start + micro].to(ctx.device),
-                              micro_labels.to(ctx.device),
-                              max_predictions=_prediction_capacity(micro_labels) if recipe.training.compile else None)
-            micro_sum = out.loss.float() * out.num_predicted
-            # DDP averages gradients over processes; × world_size turns that average back into the global sum.
-            (micro_sum * (ctx.world_size / max(predicted, 1.0))).backward()
-            loss_sum += micro_sum.detach().double()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), recipe.optimizer.grad_clip if recipe.optimizer.grad_clip > 0 else math.inf)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss = all_reduce_sum(loss_sum).item() / max(predicted, 1.0)
+        capacities = [_prediction_rows(labels[start:start + micro], phase.mask_rate) if fixed_capacity else None
+                      for start in range(0, labels.shape[0], micro)]
+        local_predicted = torch.tensor(float((labels != IGNORE_INDEX).sum()), dtype=torch.float64)
+        inputs, document_ids, labels, local_predicted = (
+            _to_device(t, ctx.device) for t in (inputs, document_ids, labels, local_predicted))
+        loss, grad_norm, predicted = train_step(
+            wrapped, model, optimizer, inputs, document_ids, labels, all_reduce_sum(local_predicted), capacities,
+            micro=micro, ctx=ctx, bf16=use_bf16, grad_clip=recipe.optimizer.grad_clip, fsdp=recipe.training.fsdp)
 
         step_tokens = rows * phase.seq_len
         state["step"], state["tokens_seen"] = step + 1, tokens_seen + step_tokens
         for language in batch.global_languages:
             state["tokens_per_language"][language] = state["tokens_per_language"].get(language, 0) + phase.seq_len
-        now = time.perf_counter()
-        elapsed, timer = now - timer, now
-        last = {"step": state["step"], "phase": phase.name, "loss": loss, "lr": lr, "grad_norm": float(grad_norm),
-                "batch_rows": rows, "seq_len": phase.seq_len, "mask_rate": phase.mask_rate,
-                "rope_theta": [phase.rope_theta_global, phase.rope_theta_local], "predicted": int(predicted),
-                "tokens_seen": state["tokens_seen"], "tokens_per_second": step_tokens / max(elapsed, 1e-9)}
-        if state["step"] % recipe.training.log_every == 0 or loader.finished:
-            metrics.write({**last, "tokens_per_language": dict(sorted(state["tokens_per_language"].items())),
-                           "epochs": loader.epochs()})
+        interval_tokens += step_tokens
         if bar is not None:
             bar.update(step_tokens)
-            bar.set_postfix(phase=phase.name, loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+        if state["step"] % recipe.training.log_every == 0 or loader.finished:
+            loss, grad_norm, predicted = float(loss), float(grad_norm), int(predicted)  # waits for the device
+            now = time.perf_counter()
+            tokens_per_second = interval_tokens / max(now - interval_start, 1e-9)
+            interval_start, interval_tokens = now, 0
+            last = {"step": state["step"], "phase": phase.name, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                    "batch_rows": rows, "seq_len": phase.seq_len, "mask_rate": phase.mask_rate,
+                    "rope_theta": [phase.rope_theta_global, phase.rope_theta_local], "predicted": predicted,
+                    "tokens_seen": state["tokens_seen"], "tokens_per_second": tokens_per_second}
+            metrics.write({**last, "tokens_per_language": dict(sorted(state["tokens_per_language"].items())),
+                           "epochs": loader.epochs()})
+            if bar is not None:
+                bar.set_postfix(phase=phase.name, loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
 
         phase_ended = loader.finished or loader.phase_index != batch.phase_index
         if state["step"] % recipe.training.checkpoint_every == 0 or phase_ended:
@@ -167,11 +167,47 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
     return last
 
 
-def _prediction_capacity(labels: torch.Tensor, bucket: int = 512) -> int:
-    """Masked positions rounded up to a multiple of `bucket`: a compiled loss sees a few shapes, not one per count.
-    The labels are on the host, so counting them costs no device sync."""
-    count = int((labels != -100).sum())
-    return min(labels.numel(), max(bucket, -(-count // bucket) * bucket))
+def train_step(wrapped, model, optimizer, inputs, document_ids, labels, predicted, capacities, *,
+               micro: int, ctx: Distributed, bf16: bool, grad_clip: float, fsdp: bool):
+    """One optimizer step over the micro-batches of this process's rows, all tensors already on the device.
+
+    `predicted` is the number of masked tokens in the whole global batch (a device tensor): each micro-batch's
+    summed loss is divided by it, so 1 process and N processes compute the same gradient. Returns (mean loss over
+    the global batch, gradient norm before clipping, `predicted`), all device tensors: nothing here waits for the
+    device, so the caller decides when to read them.
+    """
+    # DDP averages gradients over processes; x world_size turns that average back into the global sum.
+    scale = (ctx.world_size / predicted.clamp(min=1.0)).float()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=inputs.device)
+    starts = range(0, inputs.shape[0], micro)
+    for index, (start, capacity) in enumerate(zip(starts, capacities)):
+        sync = index == len(starts) - 1 or not ctx.enabled or fsdp
+        rows = slice(start, start + micro)
+        with (contextlib.nullcontext() if sync else wrapped.no_sync()), \
+                torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = wrapped(inputs[rows], document_ids[rows], labels[rows], max_predictions=capacity)
+        micro_sum = out.loss.float() * out.num_predicted
+        (micro_sum * scale).backward()
+        loss_sum += micro_sum.detach().double()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return all_reduce_sum(loss_sum) / predicted.clamp(min=1.0), grad_norm, predicted
+
+
+def _prediction_rows(labels: torch.Tensor, mask_rate: float) -> int:
+    """The fixed gather capacity for a micro-batch of this shape, or more in the (~1e-9) case the host-side labels
+    show a batch above it: correctness first, a recompilation at worst."""
+    capacity = prediction_capacity(labels.numel(), mask_rate)
+    count = int((labels != IGNORE_INDEX).sum())
+    return capacity if count <= capacity else min(labels.numel(), -(-count // 256) * 256)
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host → GPU through pinned memory without blocking (a pageable copy would wait for the device to drain)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, ctx) -> None:

@@ -159,6 +159,13 @@ def test_bitext_without_four_columns(tmp_path, tiny_xlmr, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_hidden_layer_the_model_lacks(tmp_path, tiny_xlmr, capsys):
+    error = run_failing(["eval", "--model", str(tiny_xlmr), "--tasks", "retrieval", "--retrieval-layer", "40",
+                         "--output", str(tmp_path / "out")], capsys)
+    assert "layer 40 does not exist" in error and "0 (embeddings) to" in error
+    assert not (tmp_path / "out").exists()
+
+
 def test_classification_file_without_a_label_column(tmp_path, tiny_xlmr, capsys):
     path = tmp_path / "data.jsonl"
     path.write_text('{"text": "Bonjour", "language": "fra", "split": "train"}\n'

@@ -143,6 +143,30 @@ def test_pack_job_keeps_every_token_once_and_in_order(packed, udhr_corpus_dir, g
     assert sorted(s.name for s in (output / "eng_Latn").iterdir()) == ["heldout", "train"]
 
 
+def test_a_language_with_one_document_holds_out_its_tail(udhr_texts, gemma2_tokenizer_json, tmp_path):
+    """A web page per language is common in small corpora (the demo's UDHR pages): the page's tail becomes the
+    language's held-out set instead of the language having none."""
+    corpus = tmp_path / "corpus"
+    text = "\n".join(udhr_texts["fra_Latn"])
+    for label, texts in (("fra_Latn", [text]), ("deu_Latn", ["Alle Menschen sind frei.", "Jeder hat das Recht."])):
+        (corpus / label).mkdir(parents=True)
+        pq.write_table(pa.table({"id": [f"{label}/{i}" for i in range(len(texts))], "text": texts}),
+                       corpus / label / "part-00000.parquet")
+    (corpus / "_SUCCESS").write_text("")
+    manifest = run_pack(corpus, str(gemma2_tokenizer_json), 128, tmp_path / "out", heldout_fraction=0.01)
+    tokens = encode_special_tokens_as_text(load_tokenizer(gemma2_tokenizer_json)).encode(
+        text, add_special_tokens=False).ids
+    found = read_shards(tmp_path / "out", 128)["fra_Latn"]
+    (head,), (tail,) = found["train"], found["heldout"]
+    assert head[0] == tail[0] == CLS_ID and head[-1] == tail[-1] == SEP_ID
+    assert head[1:-1] + tail[1:-1] == tokens  # every token once, in order: the head trains, the tail is held out
+    assert len(tail) - 2 == round(0.1 * len(tokens))  # at least SINGLE_DOCUMENT_HELDOUT of it, whatever the fraction
+    fra, deu = manifest["languages"]["fra_Latn"], manifest["languages"]["deu_Latn"]
+    assert fra["documents"] == 1 and fra["heldout_is_document_tail"]
+    assert deu["documents"] == 2 and deu["train_documents"] == deu["heldout_documents"] == 1
+    assert not deu["heldout_is_document_tail"]
+
+
 def test_large_languages_are_spread_over_shards(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path):
     tokenizer = encode_special_tokens_as_text(load_tokenizer(gemma2_tokenizer_json))
     manifest = run_pack(udhr_corpus_dir, str(gemma2_tokenizer_json), 64, tmp_path / "out", heldout_fraction=0.3,

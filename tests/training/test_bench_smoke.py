@@ -16,14 +16,23 @@ def test_train_throughput_smoke(tmp_path):
     spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    argv = ["--device", "cpu", "--tiny", "--impls", "ours-eager,hf-sdpa,no-such-impl",
-            "--output", str(tmp_path / "t.json")]
+    argv = ["--device", "cpu", "--tiny", "--impls", "ours-eager,hf-sdpa,no-such-impl,ours:compile=off:chunk=64,"
+            "ours:chunk=0", "--output", str(tmp_path / "t.json")]
     assert bench.main(argv) == 0
     report = json.loads((tmp_path / "t.json").read_text())
     runs = {r["impl"]: r for r in report["results"]}
     # A failing configuration is recorded and the run goes on.
     assert runs.pop("no-such-impl")["status"].startswith("error: ValueError: unknown implementation")
-    assert set(runs) == {"ours-eager", "hf-sdpa"} and all(r["status"] == "ok" for r in runs.values())
+    assert runs.pop("ours:chunk=0")["status"].startswith("error: ValueError: unknown option 'chunk=0'")
+    assert set(runs) == {"ours-eager", "hf-sdpa", "ours:compile=off:chunk=64"}
+    assert all(r["status"] == "ok" for r in runs.values())
+    # Every run is profiled: time by kind of work, the loss's share where the loss marks its range.
+    for impl, run in runs.items():
+        categories = run["profile"]["by_category_ms_per_step"]
+        assert categories["matmul"] > 0 and categories["attention"] > 0, impl
+        assert (run["profile"]["loss_ms_per_step"] is None) == (impl == "hf-sdpa")
+    # A variant is the same model and batch: the same first loss as the eager path.
+    assert runs["ours:compile=off:chunk=64"]["first_loss"] == runs["ours-eager"]["first_loss"]
     assert all(r["tokens_per_s"] > 0 and r["finite"] for r in runs.values())
     assert runs["ours-eager"]["numerics"]["passed"]
     # Same shapes, same useful FLOPs for both implementations; the formula's attention term counts real pairs.

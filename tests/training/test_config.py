@@ -28,6 +28,9 @@ def test_shipped_recipes_parse_and_mirror_mmbert():
         assert recipe.optimizer.lr == 8e-4 and recipe.optimizer.betas == (0.9, 0.95)
         assert recipe.schedule.warmup_tokens == warmup
         assert recipe.batch.global_size == 4608
+        assert recipe.training.compile == "blocks"  # `compile: true`: regional compilation
+    assert tiny.training.compile == "off"
+    assert parse_recipe(apply_overrides(base(), ["training.compile=whole"])).training.compile == "whole"
 
 
 def base() -> dict:
@@ -49,6 +52,7 @@ def base() -> dict:
     (lambda d: d["data"].pop("shards"), r"data\.shards: required"),
     (lambda d: d.update(phases=[]), r"phases: a non-empty list"),
     (lambda d: d["training"].update(device="tpu"), r"training\.device: must be auto, cpu or cuda"),
+    (lambda d: d["training"].update(compile="fast"), r"training\.compile: must be true, false or one of off, blocks"),
 ])
 def test_errors_name_the_key(change, message):
     document = {"optimizer": {}, "schedule": {}, "batch": {}, "training": {}, **base()}

@@ -144,6 +144,28 @@ def test_chunked_loss_without_gradients_equals_plain():
     assert count.item() == 30
 
 
+def test_chunked_loss_under_bf16_autocast_matches_plain_on_cpu():
+    """The GPU's dtype path on the CPU: bf16 matmuls, the weight gradient accumulated in bf16 over chunks, fp32
+    gradients handed back for fp32 parameters."""
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(600, 32, generator=g)
+    weight = (0.05 * torch.randn(3000, 32, generator=g)).requires_grad_(True)
+    bias = torch.zeros(3000, requires_grad=True)
+    targets = torch.randint(0, 3000, (600,), generator=g)
+    targets[::3] = -100
+
+    def run(kind):
+        x = hidden.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = linear_cross_entropy(x, weight, bias, targets, chunk_size=128, impl=kind)
+        grads = torch.autograd.grad(loss, (x, weight, bias))
+        assert all(grad.dtype == torch.float32 for grad in grads)
+        return [loss.float(), *grads]
+
+    for got, expected in zip(run("chunked"), run("plain")):
+        assert (got - expected).norm() <= 2e-2 * expected.norm() + 1e-6
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("impl", ["chunked", "liger"])
 def test_gpu_loss_matches_plain_under_bf16_autocast(impl):
