@@ -8,8 +8,9 @@ Per model (mmbert-base, mmbert-small) and shape (1024 x 32, 8192 x 4), each impl
 - `ours`: regional torch.compile (each block, the embeddings and the head), FlexAttention with document +
   sliding-window block masks, sparse prediction at a fixed capacity (no host sync), chunked fused cross-entropy,
   fused AdamW, bf16 autocast. Variants name their differences after colons, so several run side by side:
-  `ours:compile=whole`, `ours:loss=liger`, `ours:chunk=16384`, `ours:attention=flash`, `ours:compile=off`
-  (aliases: `ours-eager` = `ours:compile=off`, `ours-liger` = `ours:loss=liger`).
+  `ours:compile=whole`, `ours:loss=liger`, `ours:chunk=16384`, `ours:attention=flash`, `ours:compile=off`,
+  `ours:precision=fsdp-bf16` (FSDP2 mixed precision on a group of one: bf16 weights and activations, fp32 master
+  weights, instead of autocast) (aliases: `ours-eager` = `ours:compile=off`, `ours-liger` = `ours:loss=liger`).
 - `hf-sdpa`: transformers' ModernBertForMaskedLM (sdpa attention, sparse_prediction=True), bf16 autocast, fused AdamW.
 - `hf-compiled`: the same under torch.compile (whole model).
 The first step (compilation included) is timed apart from the timed steps; no host sync happens between timed steps.
@@ -51,13 +52,14 @@ from bench import step_profile  # noqa: E402
 from training import attention as attention_paths  # noqa: E402
 from training.batches import random_packed_batch  # noqa: E402
 from training.compilation import compile_model  # noqa: E402
+from training.distributed import init_distributed, shutdown, wrap_model  # noqa: E402
 from training.loss import liger_available, prediction_capacity  # noqa: E402
 from training.model import MaskedLM, ModelConfig, positions_from_document_ids  # noqa: E402
 
 MASK_ID, FIRST_REGULAR_ID = 4, 5
 GPU_IMPLS = ("ours", "hf-sdpa", "hf-compiled")
 # Tried at the first configuration after the baselines: what to change next (liger only when installed).
-GPU_VARIANTS = ("ours:chunk=16384", "ours:loss=liger", "ours:compile=whole")
+GPU_VARIANTS = ("ours:precision=fsdp-bf16", "ours:chunk=16384", "ours:loss=liger", "ours:compile=whole")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -201,7 +203,12 @@ def build(impl: str, config: ModelConfig, device: torch.device, args):
         options = ours_options(impl, args)
         with device:
             model = MaskedLM(config)
-        forward = compile_model(model, options["compile"])
+        outer = model
+        if options["precision"] == "fsdp-bf16":  # the trainer's fsdp + bf16: FSDP2 mixed precision, no autocast
+            ctx = init_distributed(device.type, fsdp=True)
+            outer = wrap_model(model, ctx, fsdp=True, param_dtype=torch.bfloat16)
+            autocast = contextlib.nullcontext()
+        forward = compile_model(model, options["compile"], outer=outer)
 
         def run(b):
             return forward(b["input_ids"], b["document_ids"], b["labels"], attention=options["attention"],
@@ -231,7 +238,7 @@ def build(impl: str, config: ModelConfig, device: torch.device, args):
 
 ALIASES = {"ours-eager": "ours:compile=off", "ours-liger": "ours:loss=liger"}
 OURS_CHOICES = {"compile": ("blocks", "whole", "off"), "loss": ("chunked", "liger"),
-                "attention": ("auto", "flex", "flash", "sdpa")}
+                "attention": ("auto", "flex", "flash", "sdpa"), "precision": ("autocast", "fsdp-bf16")}
 
 
 def ours_options(impl: str, args) -> dict:
@@ -239,7 +246,8 @@ def ours_options(impl: str, args) -> dict:
     base, *pairs = ALIASES.get(impl, impl).split(":")
     if base != "ours":
         raise ValueError(f"unknown implementation {impl!r}")
-    options = {"compile": "blocks", "loss": "chunked", "attention": args.attention, "chunk": args.loss_chunk}
+    options = {"compile": "blocks", "loss": "chunked", "attention": args.attention, "chunk": args.loss_chunk,
+               "precision": "autocast"}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key == "chunk" and value.isdigit() and int(value) > 0:
@@ -473,7 +481,13 @@ def plan(models: list[str], shapes: list[tuple[int, int]], impls: list[str]) -> 
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        return run_benchmark(parse_args(argv), argv)
+    finally:
+        shutdown()  # the process group of one an FSDP variant started
+
+
+def run_benchmark(args, argv) -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     # Each block kind x shape is one cache entry; a higher limit keeps a surprise from silently falling back to eager.

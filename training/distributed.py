@@ -34,8 +34,9 @@ class Distributed:
         return self.world_size > 1
 
 
-def init_distributed(device: str = "auto") -> Distributed:
-    """Join the process group when launched by torchrun with WORLD_SIZE > 1 (gloo on CPU, NCCL on GPU)."""
+def init_distributed(device: str = "auto", fsdp: bool = False) -> Distributed:
+    """Join the process group when launched by torchrun with WORLD_SIZE > 1 (gloo on CPU, NCCL on GPU). FSDP needs
+    a group even on one process: there it is a group of one, on an in-process store (no port, no launcher)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
@@ -47,23 +48,32 @@ def init_distributed(device: str = "auto") -> Distributed:
         torch_device = torch.device("cuda", local_rank)
     else:
         torch_device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
+    if (world_size > 1 or fsdp) and not dist.is_initialized():
         backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        alone = {"store": dist.HashStore(), "rank": 0, "world_size": 1} if world_size == 1 else {}
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
-                                device_id=torch_device if backend == "nccl" else None)
+                                device_id=torch_device if backend == "nccl" else None, **alone)
     return Distributed(rank, world_size, local_rank, torch_device)
 
 
-def wrap_model(model: nn.Module, ctx: Distributed, fsdp: bool = False) -> nn.Module:
-    """DDP (or FSDP2's fully_shard, per block and then the whole model) when there are several processes."""
+def wrap_model(model: nn.Module, ctx: Distributed, fsdp: bool = False,
+               param_dtype: torch.dtype | None = None) -> nn.Module:
+    """FSDP2's fully_shard (per block, then the whole model), or DDP when there are several processes.
+
+    With FSDP, `param_dtype` (bf16) is torchtitan's mixed precision instead of autocast: each block computes with
+    bf16 weights gathered from fp32 shards (half the all-gather bytes), activations and the residual stream stay
+    bf16, gradients are reduced in fp32 into the fp32 master weights the optimizer steps.
+    """
+    if fsdp:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        policy = MixedPrecisionPolicy(param_dtype=param_dtype,
+                                      reduce_dtype=torch.float32 if param_dtype is not None else None)
+        for block in getattr(model, "layers", []):
+            fully_shard(block, mp_policy=policy)
+        return fully_shard(model, mp_policy=policy)
     if not ctx.enabled:
         return model
-    if fsdp:
-        from torch.distributed.fsdp import fully_shard
-
-        for block in getattr(model, "layers", []):
-            fully_shard(block)
-        return fully_shard(model)
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None

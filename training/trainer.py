@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 def train(recipe: Recipe, run_dir: str | Path, resume: str | None = None, progress: bool = True) -> dict:
     """Run (or resume) the recipe's phases to the end; returns a summary of the last step."""
-    ctx = init_distributed(recipe.training.device)
+    ctx = init_distributed(recipe.training.device, fsdp=recipe.training.fsdp)
     try:
         return _train(recipe, Path(run_dir), resume, progress, ctx)
     finally:
@@ -95,7 +95,11 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         if ctx.is_main:
             log.info("resumed from %s (step %d)", resume_from, state["step"])
     model.to(ctx.device)
-    wrapped = compile_model(model, recipe.training.compile, outer=wrap_model(model, ctx, recipe.training.fsdp))
+    bf16 = recipe.training.precision == "bf16" or (recipe.training.precision == "auto" and ctx.device.type == "cuda")
+    fsdp = recipe.training.fsdp
+    # bf16 is autocast, or under FSDP its mixed-precision policy (bf16 weights and activations, fp32 master weights).
+    outer = wrap_model(model, ctx, fsdp, param_dtype=torch.bfloat16 if bf16 and fsdp else None)
+    wrapped = compile_model(model, recipe.training.compile, outer=outer)
     # Static shapes on the GPU and under torch.compile: the prediction gather has a fixed capacity per micro-batch
     # shape, so nothing waits for the device to say how many positions are masked and nothing recompiles.
     fixed_capacity = ctx.device.type == "cuda" or recipe.training.compile != "off"
@@ -103,12 +107,10 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
     # ---- optimizer
     optimizer = build_optimizer(model, recipe.optimizer, fused=ctx.device.type == "cuda")  # one kernel, as torchtitan
     if trainer_state.get("optimizer"):
-        _load_optimizer_state(model, optimizer, trainer_state, sharded=recipe.training.fsdp and ctx.enabled)
+        _load_optimizer_state(model, optimizer, trainer_state, sharded=fsdp)
 
     # ---- the loop: no value is read back from the device except on logged steps, so the host prepares the next
     # batch while the device still runs this one
-    use_bf16 = recipe.training.precision == "bf16" or (
-        recipe.training.precision == "auto" and ctx.device.type == "cuda")
     metrics = MetricsWriter(run_dir, ctx.is_main, resume_step=state["step"] if resume_from else None)
     bar = _progress_bar(recipe.total_tokens, state["tokens_seen"], progress and ctx.is_main)
     last: dict = {}
@@ -135,7 +137,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
             _to_device(t, ctx.device) for t in (inputs, document_ids, labels, local_predicted))
         loss, grad_norm, predicted = train_step(
             wrapped, model, optimizer, inputs, document_ids, labels, all_reduce_sum(local_predicted), capacities,
-            micro=micro, ctx=ctx, bf16=use_bf16, grad_clip=recipe.optimizer.grad_clip, fsdp=recipe.training.fsdp)
+            micro=micro, ctx=ctx, autocast=bf16 and not fsdp, grad_clip=recipe.optimizer.grad_clip, fsdp=fsdp)
 
         step_tokens = rows * phase.seq_len
         state["step"], state["tokens_seen"] = step + 1, tokens_seen + step_tokens
@@ -168,7 +170,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
 
 
 def train_step(wrapped, model, optimizer, inputs, document_ids, labels, predicted, capacities, *,
-               micro: int, ctx: Distributed, bf16: bool, grad_clip: float, fsdp: bool):
+               micro: int, ctx: Distributed, autocast: bool, grad_clip: float, fsdp: bool):
     """One optimizer step over the micro-batches of this process's rows, all tensors already on the device.
 
     `predicted` is the number of masked tokens in the whole global batch (a device tensor): each micro-batch's
@@ -184,7 +186,7 @@ def train_step(wrapped, model, optimizer, inputs, document_ids, labels, predicte
         sync = index == len(starts) - 1 or not ctx.enabled or fsdp
         rows = slice(start, start + micro)
         with (contextlib.nullcontext() if sync else wrapped.no_sync()), \
-                torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
+                torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
             out = wrapped(inputs[rows], document_ids[rows], labels[rows], max_predictions=capacity)
         micro_sum = out.loss.float() * out.num_predicted
         (micro_sum * scale).backward()
@@ -211,7 +213,7 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, ctx) -> None:
-    if recipe.training.fsdp and ctx.enabled:  # every process holds a shard: gather full tensors first (collective)
+    if recipe.training.fsdp:  # parameters are sharded DTensors: gather full tensors first (a collective)
         from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                              get_optimizer_state_dict)
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -222,7 +224,7 @@ def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, 
     if ctx.is_main:
         meta = {"model_config": config.to_dict(), "phase": phase_name, "tokens_seen": state["tokens_seen"],
                 "tokenizer": loader.tokenizer, "recipe": recipe.source, "recipe_name": recipe.name}
-        trainer_state = {"optimizer": optimizer_state, "optimizer_format": "fqn" if recipe.training.fsdp and ctx.enabled
+        trainer_state = {"optimizer": optimizer_state, "optimizer_format": "fqn" if recipe.training.fsdp
                          else "torch", "loader": loader.state_dict(), **state,
                          "rng": {"torch": torch.get_rng_state()}, "world_size": ctx.world_size}
         ckpt.save_checkpoint(run_dir, state["step"], model_state, meta, trainer_state, recipe.training.keep_checkpoints)

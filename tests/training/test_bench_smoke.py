@@ -17,14 +17,14 @@ def test_train_throughput_smoke(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     argv = ["--device", "cpu", "--tiny", "--impls", "ours-eager,hf-sdpa,no-such-impl,ours:compile=off:chunk=64,"
-            "ours:chunk=0", "--output", str(tmp_path / "t.json")]
+            "ours:chunk=0,ours:compile=off:precision=fsdp-bf16", "--output", str(tmp_path / "t.json")]
     assert bench.main(argv) == 0
     report = json.loads((tmp_path / "t.json").read_text())
     runs = {r["impl"]: r for r in report["results"]}
     # A failing configuration is recorded and the run goes on.
     assert runs.pop("no-such-impl")["status"].startswith("error: ValueError: unknown implementation")
     assert runs.pop("ours:chunk=0")["status"].startswith("error: ValueError: unknown option 'chunk=0'")
-    assert set(runs) == {"ours-eager", "hf-sdpa", "ours:compile=off:chunk=64"}
+    assert set(runs) == {"ours-eager", "hf-sdpa", "ours:compile=off:chunk=64", "ours:compile=off:precision=fsdp-bf16"}
     assert all(r["status"] == "ok" for r in runs.values())
     # Every run is profiled: time by kind of work, the loss's share where the loss marks its range.
     for impl, run in runs.items():
@@ -33,6 +33,11 @@ def test_train_throughput_smoke(tmp_path):
         assert (run["profile"]["loss_ms_per_step"] is None) == (impl == "hf-sdpa")
     # A variant is the same model and batch: the same first loss as the eager path.
     assert runs["ours:compile=off:chunk=64"]["first_loss"] == runs["ours-eager"]["first_loss"]
+    bf16 = runs["ours:compile=off:precision=fsdp-bf16"]["first_loss"]  # bf16 weights: close, not equal
+    assert bf16 != runs["ours-eager"]["first_loss"] and abs(bf16 - runs["ours-eager"]["first_loss"]) < 0.05
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()  # the FSDP variant's group of one is gone with the run
     assert all(r["tokens_per_s"] > 0 and r["finite"] for r in runs.values())
     assert runs["ours-eager"]["numerics"]["passed"]
     # Same shapes, same useful FLOPs for both implementations; the formula's attention term counts real pairs.

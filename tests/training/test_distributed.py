@@ -48,3 +48,18 @@ def test_two_gloo_processes_match_one_process(single_process, shards_64, shards_
     assert weights_one.keys() == weights_two.keys()
     for name, tensor in weights_one.items():
         torch.testing.assert_close(weights_two[name], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_fsdp_bf16_weights_on_one_process_train_like_fp32(single_process, shards_64, shards_128, tmp_path):
+    """FSDP2's mixed precision (bf16 weights and activations, fp32 master weights, gradients reduced in fp32) on a
+    group of one process: the losses of the fp32 run within bf16 rounding, and a checkpoint of full fp32 tensors."""
+    run = tmp_path / "fsdp-bf16"
+    done = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(run), *overrides(shards_64, shards_128),
+                      "training.fsdp=true", "training.precision=bf16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for a, b in zip(read_metrics(single_process), read_metrics(run), strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-3)
+        assert b["loss"] != a["loss"]  # it really ran in bf16
+    weights_fp32, weights_bf16 = load_file(single_process / FINAL), load_file(run / FINAL)
+    assert weights_bf16.keys() == weights_fp32.keys()
+    assert all(tensor.dtype == torch.float32 for tensor in weights_bf16.values())

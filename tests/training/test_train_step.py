@@ -56,7 +56,7 @@ def _step(model, optimizer, inputs, document_ids, labels, micro=2, wrapped=None,
     ctx = Distributed(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     with watch or contextlib.nullcontext():
         return train_step(wrapped or model, model, optimizer, inputs, document_ids, labels, predicted, capacities,
-                          micro=micro, ctx=ctx, bf16=False, grad_clip=1.0, fsdp=False)
+                          micro=micro, ctx=ctx, autocast=False, grad_clip=1.0, fsdp=False)
 
 
 def test_a_training_step_reads_nothing_back_from_the_device():
