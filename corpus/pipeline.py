@@ -92,10 +92,10 @@ def check_output(output: str, overwrite: bool, languages) -> None:
 
         if languages:
             raise UsageError("--languages rebuilds into a local output only; rebuild remote corpora whole")
-        try:
+        try:  # a pattern that matches nothing is an empty list; an error is credentials, a bucket, a missing extra
             existing = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list
-        except Exception:
-            existing = []
+        except Exception as error:  # noqa: BLE001 - any of them makes the output unusable: say which, before work
+            raise UsageError(f"cannot list output {output}: {str(error).splitlines()[0][:300]}") from None
         if existing and not overwrite:
             raise UsageError(f"output {output} is not empty (pass --overwrite to replace it)")
         return

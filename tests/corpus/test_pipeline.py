@@ -181,6 +181,10 @@ def test_cli_usage_errors_write_nothing(built, tmp_path, capsys):
     assert main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(incomplete), "--languages", "fra"]) == 2
     assert main(["corpus", "stats", str(incomplete)]) == 2
     assert not target.exists()
+    capsys.readouterr()
+    # A remote output that cannot even be listed (here: no filesystem for the scheme) stops before any work.
+    assert main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", "nosuchscheme://bucket/out"]) == 2
+    assert "cannot list output nosuchscheme://bucket/out" in capsys.readouterr().err
 
 
 def test_stats_and_thresholds_commands(built, tmp_path, capsys):
