@@ -38,11 +38,12 @@ timeout "${BENCH_KILL_S:-470}" "$PY" bench/train_throughput.py --budget-s "${BEN
     | tee "$OUT/train_throughput.log"
 echo "benchmark exit status: ${PIPESTATUS[0]}"
 
-echo "== GPU tests (attention paths, compiled FlexAttention model vs naive, chunked/liger loss under bf16)"
+echo "== GPU tests (attention paths, compiled FlexAttention model vs naive, chunked/liger loss under bf16, no sync in the step)"
 if "$PY" -c "import pytest" 2>/dev/null; then
     # --noconftest: the suite-wide conftest needs the corpus stack (pyarrow, …), which these tests do not.
     timeout "${GPU_TESTS_S:-90}" "$PY" -m pytest -q -m gpu --noconftest -p no:cacheprovider \
-        tests/training/test_attention.py tests/training/test_model.py 2>&1 | tee "$OUT/gpu_tests.log"
+        tests/training/test_attention.py tests/training/test_model.py tests/training/test_train_step.py 2>&1 \
+        | tee "$OUT/gpu_tests.log"
 else
     echo "pytest not installed: GPU tests not run" | tee "$OUT/gpu_tests.log"
 fi

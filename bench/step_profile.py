@@ -6,8 +6,9 @@ for the host), time per category of kernel (matmul, attention, the MLM loss, fus
 element-wise, optimizer, memory), and the top kernels. On a CPU (the smoke test) the same summary is made from the
 operators' self times, without a busy figure.
 
-The loss's share comes from the `mmbert::loss` range that training/loss.py marks (its chunked forward launches every
-kernel of the loss, gradients included); everything else is classified by kernel name.
+The loss's share comes from the `mmbert::loss` ranges that training/loss.py marks (the chunked forward, which computes
+the gradients too, and the backward that scales them); under `compile=whole` the compiler drops the ranges and the
+share is not reported. Everything else is classified by kernel name.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def profile_steps(step, batch, device: torch.device, steps: int = 2, top: int = 
     else:  # operators' self time: nested operators are not counted twice
         timed = [(e.name, 0.0, e.self_cpu_time_total) for e in events
                  if e.device_type == DeviceType.CPU and e.name != LOSS_RANGE and not e.name.startswith("## ")]
-        loss_us = sum(e.self_cpu_time_total for e in events if e.device_type == DeviceType.CPU and _inside(e, LOSS_RANGE))
+        loss_us = sum(e.self_cpu_time_total for e in events
+                      if e.device_type == DeviceType.CPU and _inside(e, LOSS_RANGE))
         busy_us = None
     per_kernel: dict[str, list[float]] = {}
     for name, s, t in timed:

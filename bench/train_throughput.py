@@ -34,13 +34,11 @@ import argparse
 import contextlib
 import gc
 import json
-import math
 import os
 import platform
 import sys
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import torch
@@ -49,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import step_profile  # noqa: E402
+from bench.step_checks import host_syncs, numerics_check, unique_graphs  # noqa: E402
 from training import attention as attention_paths  # noqa: E402
 from training.batches import random_packed_batch  # noqa: E402
 from training.compilation import compile_model  # noqa: E402
@@ -341,82 +340,10 @@ def _measure(result: dict, impl, name, seq_len, batch_size, args, device, numeri
         result["numerics"] = numerics_check(model, run, autocast, batches[0], args)
 
 
-def host_syncs(step) -> tuple[int, list[str]]:
-    """Run one step with CUDA's sync debug mode on: how many synchronisations it reports, and where (the innermost
-    Python frames of each), so the next change knows which line to fix."""
-    sites: list[str] = []
-
-    def record(message, category, filename, lineno, file=None, line=None):
-        if "synchroniz" in str(message):
-            frames = traceback.extract_stack()[:-1][-6:]
-            sites.append(" <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames)))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = record
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            step()
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    return len(sites), sites
-
-
-def unique_graphs() -> int:
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
-
-
-def numerics_check(model: MaskedLM, fast_run, autocast, batch: dict, args) -> dict:
-    """The fast path's loss and gradients against the reference path (fp32, sdpa dense masks, plain cross-entropy)
-    on the same batch and weights; the reference runs 4 rows at a time and sums, which is the same arithmetic."""
-    model.zero_grad(set_to_none=True)
-    with autocast:
-        fast_loss = fast_run(batch)
-    fast_loss.backward()
-    fast = {n: p.grad.detach().float().clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    total = int((batch["labels"] != -100).sum())
-    ref_loss = 0.0
-    with eager_only():  # the reference runs the plain modules, not their compiled versions
-        for start in range(0, batch["input_ids"].shape[0], 4):
-            rows = slice(start, start + 4)
-            out = model(batch["input_ids"][rows], batch["document_ids"][rows], batch["labels"][rows],
-                        attention="sdpa", loss_impl="plain")
-            part = out.loss * out.num_predicted / total
-            part.backward()
-            ref_loss += float(part.detach())
-    ref = {n: p.grad.detach().float() for n, p in model.named_parameters() if p.grad is not None}
-    diff_sq = sum(float((fast[n] - ref[n]).pow(2).sum()) for n in ref)
-    ref_sq = sum(float(ref[n].pow(2).sum()) for n in ref)
-    cosines = {n: float(torch.nn.functional.cosine_similarity(fast[n].flatten(), ref[n].flatten(), dim=0))
-               for n in ref if ref[n].abs().sum() > 0}
-    worst = min(cosines, key=cosines.get)
-    model.zero_grad(set_to_none=True)
-    report = {
-        "fast_loss": round(float(fast_loss.detach()), 5), "reference_loss": round(ref_loss, 5),
-        "loss_rel_diff": abs(float(fast_loss.detach()) - ref_loss) / abs(ref_loss),
-        "grad_rel_l2": math.sqrt(diff_sq / ref_sq), "worst_grad_cosine": round(cosines[worst], 5),
-        "worst_grad_param": worst,
-        "tolerance": {"loss_rel_diff": 5e-3, "grad_rel_l2": 5e-2, "worst_grad_cosine": 0.95},
-    }
-    report["passed"] = (report["loss_rel_diff"] <= 5e-3 and report["grad_rel_l2"] <= 5e-2
-                        and report["worst_grad_cosine"] >= 0.95)
-    return report
-
-
 def needs_isolation(result: dict, device: torch.device) -> bool:
     numerics = result.get("numerics")
     return (numerics is not None and not numerics["passed"] and device.type == "cuda"
             and result["impl"] == "ours" and not attention_paths.ISOLATE_FLEX)
-
-
-def eager_only():
-    """Run compiled modules as plain eager code (torch >= 2.6), for the reference side of the numerics check."""
-    if hasattr(torch.compiler, "set_stance"):
-        return torch.compiler.set_stance("force_eager")
-    return contextlib.nullcontext()
 
 
 environment_cache: dict = {}

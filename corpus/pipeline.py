@@ -92,10 +92,12 @@ def check_output(output: str, overwrite: bool, languages) -> None:
 
         if languages:
             raise UsageError("--languages rebuilds into a local output only; rebuild remote corpora whole")
-        try:  # a pattern that matches nothing is an empty list; an error is credentials, a bucket, a missing extra
+        try:  # object stores list a missing prefix as empty
             existing = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list
-        except Exception as error:  # noqa: BLE001 - any of them makes the output unusable: say which, before work
-            raise UsageError(f"cannot list output {output}: {str(error).splitlines()[0][:300]}") from None
+        except Exception as error:  # noqa: BLE001 - HDFS raises for a directory not made yet; anything else
+            if not _surely_missing(output):  # (credentials, a bucket, a missing extra) is unusable: say it now
+                raise UsageError(f"cannot list output {output}: {str(error).splitlines()[0][:300]}") from None
+            existing = []
         if existing and not overwrite:
             raise UsageError(f"output {output} is not empty (pass --overwrite to replace it)")
         return
@@ -113,6 +115,15 @@ def check_output(output: str, overwrite: bool, languages) -> None:
         parent = parent.parent
     if not os.access(parent, os.W_OK):
         raise UsageError(f"output {output} is not writable (no write permission on {parent})")
+
+
+def _surely_missing(path: str) -> bool:
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return not FileSystems.exists(path)
+    except Exception:  # noqa: BLE001 - cannot tell: not surely missing
+        return False
 
 
 def _output_stat(document: dict):
@@ -214,8 +225,6 @@ def _link_or_copy(source, destination):
 def run_build(inputs: list[str], output: str, config: BuildConfig | None = None, *, manifests: list[str] = (),
               overwrite: bool = False, beam_args: list[str] | None = None) -> dict:
     """Build the corpus; returns the statistics written to OUT/stats.json. UsageError before work on bad arguments."""
-    import apache_beam as beam
-
     from mmbert.atomic import atomic_directory
 
     config = config or BuildConfig()

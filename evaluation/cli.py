@@ -66,7 +66,8 @@ def register(subparsers) -> None:
                        help="bfloat16: weights in bfloat16 for scoring (fine-tuning: autocast), faster on GPUs")
     knobs.add_argument("--max-length", type=int, default=512, help="longest input in tokens")
     knobs.add_argument("--mlm-positions", type=int, default=1000, help="masked positions scored per language")
-    knobs.add_argument("--retrieval-layer", type=int, default=-1, help="hidden state to mean-pool: 0 the embeddings … L the last layer (-1: last)")
+    knobs.add_argument("--retrieval-layer", type=int, default=-1,
+                       help="hidden state to mean-pool: 0 the embeddings … L the last layer (-1: last)")
     knobs.add_argument("--transfer-from", default="eng_Latn", help="source language of zero-shot transfer")
     knobs.add_argument("--finetune-encoder", action="store_true", help="train the encoder too, not just the head")
     knobs.add_argument("--epochs", type=int, default=3, help="epochs of encoder fine-tuning")

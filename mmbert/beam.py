@@ -40,10 +40,21 @@ def pipeline_options(beam_args, num_workers: int, running_mode: str | None = Non
 
     if running_mode is None:
         running_mode = "multi_processing" if num_workers > 1 else "in_memory"
-    local = not any(arg.startswith("--runner") for arg in beam_args or [])
+    local = _runner(beam_args or []) in (None, "DirectRunner")
     return PipelineOptions(["--runner=DirectRunner", f"--direct_num_workers={num_workers}",
                             f"--direct_running_mode={running_mode}",
                             *(["--default_sdk_harness_log_level=ERROR"] if local else []), *(beam_args or [])])
+
+
+def _runner(beam_args: list[str]) -> str | None:
+    """The value of the last --runner flag (`--runner X` or `--runner=X`), if any."""
+    runner = None
+    for index, arg in enumerate(beam_args):
+        if arg == "--runner" and index + 1 < len(beam_args):
+            runner = beam_args[index + 1]
+        elif arg.startswith("--runner="):
+            runner = arg.split("=", 1)[1]
+    return runner
 
 
 class _DropApitoolsWarning(logging.Filter):
@@ -53,7 +64,8 @@ class _DropApitoolsWarning(logging.Filter):
 
 def quiet_beam_import_warning() -> None:
     """Beam warns at import that Google Cloud's apitools are missing, which only matters for BigQuery/Dataflow
-    (`pip install apache-beam[gcp]` brings them); drop that one line. Call before importing apache_beam."""
+    (`pip install apache-beam[gcp]` brings them); drop that one line in this process (local worker processes still
+    print it once each). Call before importing apache_beam."""
     root = logging.getLogger()
     if not any(isinstance(f, _DropApitoolsWarning) for f in root.filters):
         root.addFilter(_DropApitoolsWarning())

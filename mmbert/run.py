@@ -200,7 +200,7 @@ def run_command(args) -> int:
             print(f"{header}: finished earlier, reused ({result or 'nothing to redo'})", flush=True)
             continue
         if name == "train":
-            note = prepare_run_directory(output / "run", markers / "train.started.json", full, fingerprint,
+            note = prepare_run_directory(output / "run", markers / "train.started.json", command, fingerprint,
                                          forced=args.force, upstream_ran=upstream_ran)
             if note:
                 print(f"{header}: {note}", flush=True)
@@ -233,23 +233,27 @@ def prepare_run_directory(run_dir: Path, started: Path, command: list[str], fing
                           upstream_ran: bool) -> str:
     """Make `mmbert train --resume auto` continue only the same interrupted training; → what was done, or "".
 
-    Resuming is right when this very command, on these very inputs, started and did not finish (a killed or
-    preempted run). Anything else starts over: with --force or new data from an earlier stage the old run is deleted
-    (it trained on what no longer exists); after an edit of the training recipe alone it is moved aside, since it
-    may hold days of GPU time, and the message says where.
+    `command` is the stage's `mmbert` arguments (not the interpreter or launcher: a preempted job relaunched from
+    another environment still resumes). Resuming is right when this command, on these inputs, started and did not
+    finish. Otherwise the training starts over: a run directory without a checkpoint is simply removed; with --force
+    or new data from an earlier stage the old run is deleted (it trained on what no longer exists); after an edit of
+    the training recipe alone it is moved aside, since it may hold days of GPU time, and the message says where.
+    A run directory from before these records existed is resumed, as it always was.
     """
     record = {"command": command, "inputs": fingerprint}
-    same_training = (started.is_file() and json.loads(started.read_text()) == record
-                     and not forced and not upstream_ran)
+    previous = json.loads(started.read_text()) if started.is_file() else None
     note = ""
-    if run_dir.exists() and not same_training:
-        if forced or upstream_ran:
-            shutil.rmtree(run_dir)
-            note = f"starting over: removed {run_dir} ({'--force' if forced else 'its data changed'})"
-        else:
-            aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-            run_dir.rename(aside)
-            note = f"the training command or recipe changed: starting over, the previous run is kept in {aside}"
+    if run_dir.exists() and not forced and not upstream_ran and previous in (record, None):
+        pass  # the same training, interrupted (or one this tool cannot tell apart): --resume auto continues it
+    elif run_dir.exists() and not any((run_dir / "checkpoints").glob("step-*")):
+        shutil.rmtree(run_dir)  # a start that failed before its first checkpoint: nothing to keep
+    elif run_dir.exists() and (forced or upstream_ran):
+        shutil.rmtree(run_dir)
+        note = f"starting over: removed {run_dir} ({'--force' if forced else 'its data changed'})"
+    elif run_dir.exists():
+        aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        note = f"the training command or recipe changed: starting over, the previous run is kept in {aside}"
     started.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(started, json.dumps(record))
     return note

@@ -75,7 +75,9 @@ def test_local_beam_workers_log_errors_only_unless_asked():
     assert pipeline_options(["--default_sdk_harness_log_level=INFO"], 2).get_all_options()[
         "default_sdk_harness_log_level"] == "INFO"
     # On a remote runner the workers' own logs are the user's business: left at the runner's default.
-    assert pipeline_options(["--runner", "PortableRunner"], 2).get_all_options()["default_sdk_harness_log_level"] is None
+    remote = pipeline_options(["--runner", "PortableRunner"], 2).get_all_options()
+    assert remote["default_sdk_harness_log_level"] is None
+    assert pipeline_options(["--runner=DirectRunner"], 2).get_all_options()["default_sdk_harness_log_level"] == "ERROR"
 
 
 def test_mmbert_run_resumes_only_the_same_interrupted_training(tmp_path):
@@ -83,13 +85,15 @@ def test_mmbert_run_resumes_only_the_same_interrupted_training(tmp_path):
     from mmbert.run import prepare_run_directory
 
     run, started = tmp_path / "run", tmp_path / ".stages" / "train.started.json"
-    command = ["python", "-m", "mmbert", "train", "--config", "r.yaml"]
+    command = ["train", "--config", "r.yaml", "--output", str(run), "--resume", "auto"]
 
     def checkpoint(label: str):
-        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run / "checkpoints" / "step-00000010").mkdir(parents=True, exist_ok=True)
         (run / "checkpoints" / "latest").write_text(label)
 
+    checkpoint("from before the records")  # a run directory older than train.started.json: resumed as it was
     assert prepare_run_directory(run, started, command, "abc", forced=False, upstream_ran=False) == ""
+    assert (run / "checkpoints" / "latest").read_text() == "from before the records"
     checkpoint("interrupted")  # killed mid-training; the same command comes back: resume
     assert prepare_run_directory(run, started, command, "abc", forced=False, upstream_ran=False) == ""
     assert (run / "checkpoints" / "latest").read_text() == "interrupted"
@@ -104,3 +108,8 @@ def test_mmbert_run_resumes_only_the_same_interrupted_training(tmp_path):
         note = prepare_run_directory(run, started, command, "edited", forced=forced, upstream_ran=upstream)
         assert note.startswith("starting over: removed") and not run.exists()
     assert len(list(tmp_path.glob("run.replaced-*"))) == 1
+    # A start that failed before its first checkpoint leaves nothing worth keeping: removed, nothing moved aside.
+    (run / "metrics.jsonl").parent.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("")
+    assert prepare_run_directory(run, started, command, "typo", forced=False, upstream_ran=False) == ""
+    assert not run.exists() and len(list(tmp_path.glob("run.replaced-*"))) == 1

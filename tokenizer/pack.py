@@ -292,7 +292,7 @@ def _split_only_document(label: str, batch: DocumentBatch, shards: dict, heldout
     """A language's only document: its head trains, its tail is held out, so the language still gets an evaluation
     set (a web page per language is common in small corpora: the UDHR has one per language). The cut is a function
     of the document alone, so it is the same for any number of workers."""
-    held = max(1, round(len(batch.tokens) * max(heldout_fraction, SINGLE_DOCUMENT_HELDOUT)))
+    held = min(len(batch.tokens) - 1, max(1, round(len(batch.tokens) * max(heldout_fraction, SINGLE_DOCUMENT_HELDOUT))))
     cut = len(batch.tokens) - held
     for split, piece in (("train", batch.tokens[:cut]), ("heldout", batch.tokens[cut:])):
         part = batch._replace(tokens=piece, offsets=np.array([0, len(piece)], dtype=np.int64))
@@ -464,7 +464,8 @@ def _manifest(plan, stats, description, seq_len, heldout_fraction, seed, shard_t
             "modified": {name: counts[name] for name in ("control_characters_removed", "truncated", "missing_id")
                          if counts.get(name)},
             # One document, split: its head is train, its tail the held-out set (SINGLE_DOCUMENT_HELDOUT).
-            "heldout_is_document_tail": documents == 1 and counts.get("heldout_documents", 0) == 1,
+            "heldout_is_document_tail": documents == 1 and counts.get("train_documents", 0) == 1
+                                        and counts.get("heldout_documents", 0) == 1,
         }
         if documents:
             languages[label] = entry

@@ -178,8 +178,11 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_total):
-        # The loss is linear in its precomputed gradients: scale them by the incoming gradient, restore dtypes.
-        grads = [None if g is None else g.to(t) * grad_total for g, t in zip(ctx.saved_tensors, ctx.dtypes)]
+        # The loss is linear in its precomputed gradients: scale them by the incoming gradient, restore dtypes
+        # (one new tensor each: the cast, scaled in place).
+        with torch.profiler.record_function("mmbert::loss"):
+            grads = [None if g is None else g.to(t, copy=True).mul_(grad_total)
+                     for g, t in zip(ctx.saved_tensors, ctx.dtypes)]
         return (*grads, None, None)
 
 

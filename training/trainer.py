@@ -10,16 +10,16 @@ masked with seeds of their own; each micro-batch's summed loss is divided by the
 whole global batch, so 1 process and N processes compute the same gradient; clip, step, log, maybe checkpoint.
 Phases change the languages, τ, mask rate, sequence length and RoPE base between steps.
 
-On a GPU the step never waits for the device: batches are copied from pinned memory without blocking, the prediction
-gather has a fixed capacity (static shapes), and loss, gradient norm and masked count stay on the device until a
-logged step reads them. So the host prepares batch n + 1 while the device runs batch n; `tokens_per_second` in
-metrics.jsonl is the rate since the previous logged line. `training.compile` (off, blocks, whole) applies
-training/compilation.py, the same compilation the benchmark measures.
+On a GPU the step is built never to wait for the device (training/step.py): batches are copied from pinned memory
+without blocking, the prediction gather has a fixed capacity (static shapes: one per micro-batch size), and loss,
+gradient norm and masked count stay on the device until a logged step reads them. So the host prepares batch n + 1
+while the device runs batch n; `tokens_per_second` in metrics.jsonl is the rate since the previous logged line (or
+checkpoint, whose writing it leaves out). `training.compile` (off, blocks, whole) applies training/compilation.py,
+the same compilation the benchmark measures.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -37,10 +37,11 @@ from training.compilation import compile_model
 from training.config import Recipe
 from training.data import TrainLoader
 from training.distributed import Distributed, all_reduce_sum, barrier, init_distributed, shutdown, wrap_model
-from training.loss import IGNORE_INDEX, prediction_capacity
+from training.loss import IGNORE_INDEX
 from training.masking import mask_batch
 from training.model import MaskedLM, ModelConfig
 from training.optim import batch_size_at, build_optimizer, lr_at, set_lr
+from training.step import prediction_rows, to_device, train_step
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
     outer = wrap_model(model, ctx, fsdp, param_dtype=torch.bfloat16 if bf16 and fsdp else None)
     wrapped = compile_model(model, recipe.training.compile, outer=outer)
     # Static shapes on the GPU and under torch.compile: the prediction gather has a fixed capacity per micro-batch
-    # shape, so nothing waits for the device to say how many positions are masked and nothing recompiles.
+    # shape, so nothing waits for the device to say how many positions are masked, and the compiled graphs are one
+    # per micro-batch size (a partial last micro-batch during batch-size warm-up adds a few, never one per batch).
     fixed_capacity = ctx.device.type == "cuda" or recipe.training.compile != "off"
 
     # ---- optimizer
@@ -130,11 +132,11 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         inputs, labels = mask_batch(batch.input_ids, phase.mask_rate, batch.row_seeds, config.vocab_size)
         document_ids = document_ids_from_lengths(batch.document_lengths, phase.seq_len)
         micro = phase.micro_size or recipe.batch.micro_size
-        capacities = [_prediction_rows(labels[start:start + micro], phase.mask_rate) if fixed_capacity else None
+        capacities = [prediction_rows(labels[start:start + micro], phase.mask_rate) if fixed_capacity else None
                       for start in range(0, labels.shape[0], micro)]
         local_predicted = torch.tensor(float((labels != IGNORE_INDEX).sum()), dtype=torch.float64)
         inputs, document_ids, labels, local_predicted = (
-            _to_device(t, ctx.device) for t in (inputs, document_ids, labels, local_predicted))
+            to_device(t, ctx.device) for t in (inputs, document_ids, labels, local_predicted))
         loss, grad_norm, predicted = train_step(
             wrapped, model, optimizer, inputs, document_ids, labels, all_reduce_sum(local_predicted), capacities,
             micro=micro, ctx=ctx, autocast=bf16 and not fsdp, grad_clip=recipe.optimizer.grad_clip, fsdp=fsdp)
@@ -163,53 +165,11 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         phase_ended = loader.finished or loader.phase_index != batch.phase_index
         if state["step"] % recipe.training.checkpoint_every == 0 or phase_ended:
             _save(run_dir, model, config, optimizer, loader, state, recipe, phase.name, ctx)
+            interval_start, interval_tokens = time.perf_counter(), 0  # the rate is training's, not the writes
     if bar is not None:
         bar.close()
     metrics.close()
     return last
-
-
-def train_step(wrapped, model, optimizer, inputs, document_ids, labels, predicted, capacities, *,
-               micro: int, ctx: Distributed, autocast: bool, grad_clip: float, fsdp: bool):
-    """One optimizer step over the micro-batches of this process's rows, all tensors already on the device.
-
-    `predicted` is the number of masked tokens in the whole global batch (a device tensor): each micro-batch's
-    summed loss is divided by it, so 1 process and N processes compute the same gradient. Returns (mean loss over
-    the global batch, gradient norm before clipping, `predicted`), all device tensors: nothing here waits for the
-    device, so the caller decides when to read them.
-    """
-    # DDP averages gradients over processes; x world_size turns that average back into the global sum.
-    scale = (ctx.world_size / predicted.clamp(min=1.0)).float()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=inputs.device)
-    starts = range(0, inputs.shape[0], micro)
-    for index, (start, capacity) in enumerate(zip(starts, capacities)):
-        sync = index == len(starts) - 1 or not ctx.enabled or fsdp
-        rows = slice(start, start + micro)
-        with (contextlib.nullcontext() if sync else wrapped.no_sync()), \
-                torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
-            out = wrapped(inputs[rows], document_ids[rows], labels[rows], max_predictions=capacity)
-        micro_sum = out.loss.float() * out.num_predicted
-        (micro_sum * scale).backward()
-        loss_sum += micro_sum.detach().double()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return all_reduce_sum(loss_sum) / predicted.clamp(min=1.0), grad_norm, predicted
-
-
-def _prediction_rows(labels: torch.Tensor, mask_rate: float) -> int:
-    """The fixed gather capacity for a micro-batch of this shape, or more in the (~1e-9) case the host-side labels
-    show a batch above it: correctness first, a recompilation at worst."""
-    capacity = prediction_capacity(labels.numel(), mask_rate)
-    count = int((labels != IGNORE_INDEX).sum())
-    return capacity if count <= capacity else min(labels.numel(), -(-count // 256) * 256)
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host → GPU through pinned memory without blocking (a pageable copy would wait for the device to drain)."""
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
 
 
 def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, ctx) -> None:
@@ -217,6 +177,8 @@ def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, 
         from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                              get_optimizer_state_dict)
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        # On a group of one these CPU tensors may share storage with the live weights: fine while the save below is
+        # synchronous (an asynchronous save would have to clone them first).
         model_state = get_model_state_dict(model, options=options)
         optimizer_state = get_optimizer_state_dict(model, optimizer, options=options)
     else:
