@@ -7,8 +7,8 @@
 # what is missing is installed offline first: transformers (for the baseline), liger-kernel (optional fused loss).
 # Budget (one device call of at most 600 s): the benchmark stops starting configurations after 380 s and is killed
 # at 470 s; the GPU tests get 90 s. Order of what runs (bench/train_throughput.py's plan): mmbert-base 1024 x 32 with
-# both baselines, then the variants of `ours` there (precision=fsdp-bf16, chunk=16384, loss=liger, compile=whole),
-# then 8192 x 4 and mmbert-small, then the compiled baselines of those; `ours` runs are profiled. BENCH_ARGS replaces
+# both baselines, then the variants of `ours` there (precision=fsdp-bf16, chunk=16384, loss=liger), then 8192 x 4
+# and mmbert-small, then compile=whole and the other compiled baselines; `ours` runs are profiled. BENCH_ARGS replaces
 # the extra options (default: --profile ours), e.g. BENCH_ARGS="--impls ours,hf-compiled --profile all".
 set -uo pipefail
 cd "$(dirname "$0")/.."
