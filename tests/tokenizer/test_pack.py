@@ -14,7 +14,7 @@ from mmbert.cli import main
 from mmbert.errors import UsageError
 from tokenizer.documents import clean_text, document_hash, split_mask
 from tokenizer.gemma import load_tokenizer
-from tokenizer.pack import DocumentBatch, pack_documents, pack_shard, run_pack
+from tokenizer.pack import DocumentBatch, key_by_shard, pack_documents, pack_shard, run_pack
 from tokenizer.special_tokens import CLS_ID, PAD_ID, SEP_ID, encode_special_tokens_as_text
 
 LANGUAGES = ["eng_Latn", "cmn_Hani", "arb_Arab", "tha_Thai"]
@@ -165,6 +165,15 @@ def test_a_language_with_one_document_holds_out_its_tail(udhr_texts, gemma2_toke
     assert fra["documents"] == 1 and fra["heldout_is_document_tail"]
     assert deu["documents"] == 2 and deu["train_documents"] == deu["heldout_documents"] == 1
     assert not deu["heldout_is_document_tail"]
+
+
+def test_a_short_only_document_keeps_a_train_piece():
+    batch = DocumentBatch(np.array([document_hash("d")], dtype=np.uint64), ["d"], "x.parquet", np.array([0]),
+                          np.array([11, 12], dtype=np.int32), np.array([0, 2]))
+    keyed = dict(key_by_shard(("xxx_Latn", batch), {"xxx_Latn": (None, None, 1)},
+                              {"xxx_Latn": {"train": 1, "heldout": 1}}, heldout_fraction=0.9))
+    assert keyed[("xxx_Latn", "train", 0)].tokens.tolist() == [11]  # 90 % of 2 tokens would leave train nothing
+    assert keyed[("xxx_Latn", "heldout", 0)].tokens.tolist() == [12]
 
 
 def test_large_languages_are_spread_over_shards(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path):
