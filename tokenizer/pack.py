@@ -292,8 +292,9 @@ def _split_only_document(label: str, batch: DocumentBatch, shards: dict, heldout
     """A language's only document: its head trains, its tail is held out, so the language still gets an evaluation
     set (a web page per language is common in small corpora: the UDHR has one per language). The cut is a function
     of the document alone, so it is the same for any number of workers."""
-    held = min(len(batch.tokens) - 1, max(1, round(len(batch.tokens) * max(heldout_fraction, SINGLE_DOCUMENT_HELDOUT))))
-    cut = len(batch.tokens) - held
+    length = len(batch.tokens)
+    held = min(length - 1, max(1, round(length * max(heldout_fraction, SINGLE_DOCUMENT_HELDOUT))))
+    cut = length - held
     for split, piece in (("train", batch.tokens[:cut]), ("heldout", batch.tokens[cut:])):
         part = batch._replace(tokens=piece, offsets=np.array([0, len(piece)], dtype=np.int64))
         yield (label, split, int(shard_indices(batch.hashes, shards[label][split])[0])), part
