@@ -181,20 +181,7 @@ def build_config(args):
         text_field=args.text_field, num_workers=args.num_workers)
 
 
-def _import_beam_quietly() -> None:
-    """Import Beam without its root-logger warning about optional GCP client libraries (noise for local runs)."""
-    import logging
-
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        import apache_beam  # noqa: F401
-    finally:
-        logging.disable(previous)
-
-
 def build_command(args) -> int:
-    _import_beam_quietly()
     from corpus.pipeline import run_build
     from corpus.stats import table
 
@@ -208,7 +195,6 @@ def build_command(args) -> int:
 
 
 def stats_command(args) -> int:
-    _import_beam_quietly()
     from apache_beam.io.filesystems import FileSystems
 
     from corpus.stats import load, plot, table
@@ -224,7 +210,6 @@ def stats_command(args) -> int:
 
 
 def thresholds_command(args) -> int:
-    _import_beam_quietly()
     from corpus.thresholds import corpus_thresholds
 
     rows = corpus_thresholds(args.corpus, args.min_documents)

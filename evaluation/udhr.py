@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from pathlib import Path
 
 from mmbert.atomic import atomic_file
 from mmbert.paths import DATA_DIR
