@@ -1,3 +1,3 @@
-from mmbert.cli import main
+from mmbert.cli import program
 
-raise SystemExit(main())
+program()

@@ -68,3 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def program() -> None:
+    """The `mmbert` program (console script and `python -m mmbert`); `main` is what tests call in-process."""
+    code = main()
+    distributed = sys.modules.get("training.distributed")  # imported only by commands that train
+    if distributed is not None:
+        distributed.exit_process(code)  # returns unless a gloo group was made
+    raise SystemExit(code)

@@ -183,13 +183,17 @@ def run_command(args) -> int:
     started = time.monotonic()
     redo = args.force  # once a stage runs, every later stage runs too: it reads that stage's new output
     for number, (name, command, result) in enumerate(stages, start=1):
-        full = ([*launcher, "-m", "mmbert", *command] if name == "train" and launcher
-                else [sys.executable, "-m", "mmbert", *command])
+        stage_args = [*launcher, *command] if name == "train" else command  # what the stage runs, interpreter aside
+        full = [*launcher, "-m", "mmbert", *command] if name == "train" and launcher else \
+            [sys.executable, "-m", "mmbert", *command]
         marker = markers / f"{name}.json"
         fingerprint = input_fingerprint(full, output)
         previous = json.loads(marker.read_text()) if marker.is_file() else {}
-        done = (not redo and previous.get("command") == full and previous.get("inputs") == fingerprint
-                and (result is None or result.exists()))
+        # Another interpreter path (a moved or rebuilt .venv) does not make a finished stage run again; markers
+        # written before "args" existed compare the full command.
+        same_command = previous["args"] == stage_args if "args" in previous else previous.get("command") == full
+        done = not redo and same_command and previous.get("inputs") == fingerprint and \
+            (result is None or result.exists())
         upstream_ran = redo  # an earlier stage ran (or --force): this stage's inputs are new
         redo = redo or (not done and result is not None)
         header = f"[{number}/{len(stages)}] {name}"
@@ -219,7 +223,7 @@ def run_command(args) -> int:
                   "are reused", file=sys.stderr)
             return completed.returncode
         markers.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(marker, json.dumps({"command": full, "inputs": fingerprint,
+        write_text_atomic(marker, json.dumps({"command": full, "args": stage_args, "inputs": fingerprint,
                                               "seconds": round(time.monotonic() - stage_start, 1)}))
         print(f"{header}: done in {time.monotonic() - stage_start:.0f} s", flush=True)
     if args.dry_run:

@@ -188,7 +188,7 @@ def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, 
                 "tokenizer": loader.tokenizer, "recipe": recipe.source, "recipe_name": recipe.name}
         trainer_state = {"optimizer": optimizer_state, "optimizer_format": "fqn" if recipe.training.fsdp
                          else "torch", "loader": loader.state_dict(), **state,
-                         "rng": {"torch": torch.get_rng_state()}, "world_size": ctx.world_size}
+                         "world_size": ctx.world_size}
         ckpt.save_checkpoint(run_dir, state["step"], model_state, meta, trainer_state, recipe.training.keep_checkpoints)
     barrier()
 

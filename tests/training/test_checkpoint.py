@@ -31,7 +31,7 @@ def trained():
 
 def save(run: Path, step: int, model, optimizer, keep: int = 3, extra=None) -> Path:
     state = {"optimizer": optimizer.state_dict(), "loader": {"phase_index": 0, "streams": {"x:eng_Latn": [0, 3]}},
-             "step": step, "rng": {"torch": torch.get_rng_state()}, **(extra or {})}
+             "step": step, **(extra or {})}
     meta = {"model_config": model.config.to_dict(), "phase": "pretrain", "tokens_seen": step * 10}
     return save_checkpoint(run, step, model.state_dict(), meta, state, keep)
 

@@ -75,10 +75,14 @@ def test_loss_falls_on_real_text(reference_run, shards_64):
     assert held_out_loss(trained) < held_out_loss(untrained) - 2
 
 
-def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(reference_run, shards_64, tmp_path, capsys):
+def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(shards_64, tmp_path, capsys):
+    # With dropout, so the resumed run must also continue the random stream the killed one was drawing from.
+    args = (*ARGS, f"data.shards={shards_64}", "model.attention_out_dropout=0.1")
+    reference_run = tmp_path / "reference"
+    done = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(reference_run), *args)
+    assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "run"
-    command = mmbert_command("train", "--config", str(TINY_RECIPE), "--output", str(run), *ARGS,
-                             f"data.shards={shards_64}")
+    command = mmbert_command("train", "--config", str(TINY_RECIPE), "--output", str(run), *args)
 
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -97,11 +101,10 @@ def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(reference_run, sh
     # Without --resume, the run directory is refused rather than silently overwritten.
     from mmbert.cli import main
 
-    assert main(["train", "--config", str(TINY_RECIPE), "--output", str(run), *ARGS, f"data.shards={shards_64}"]) == 2
+    assert main(["train", "--config", str(TINY_RECIPE), "--output", str(run), *args]) == 2
     assert "already has checkpoints: pass --resume auto" in capsys.readouterr().err
 
-    resumed = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(run), "--resume", "auto", *ARGS,
-                         f"data.shards={shards_64}")
+    resumed = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(run), "--resume", "auto", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr and "step-000000" in resumed.stderr
     expected = [(m["step"], m["loss"], m["lr"]) for m in read_metrics(reference_run)]
