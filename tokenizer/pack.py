@@ -47,7 +47,9 @@ from tokenizer.special_tokens import (CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, ch
 SPLITS = ("train", "heldout")
 DEFAULT_SHARD_TEXT_BYTES = 256 * 2**20
 ENCODE_BATCH_DOCUMENTS = 512
-ROW_GROUP_TOKENS = 16 * 2**20  # Parquet row groups of ~64 MB of int32 tokens: cheap random access
+# Parquet row groups of 256K tokens (1 MB of int32): the training loader holds one decoded group per language it
+# reads (training/data.py RowGroupCache), up to 1,870 of them in mmBERT's last phase.
+ROW_GROUP_TOKENS = 2**18
 
 
 def pack_documents(token_id_lists: Iterable[Sequence[int]], seq_len: int) -> Iterator[tuple[np.ndarray, list[int]]]:

@@ -82,6 +82,18 @@ def test_rows_are_read_without_replacement_then_recycled(shards_64):
     assert sorted(second_epoch) == list(range(n)) and second_epoch != first_epoch
 
 
+def test_each_row_group_is_decoded_once_however_many_languages_are_drawn(shards_64):
+    """More languages than a small cache of decoded groups would hold, drawn at mmBERT's flattest temperature: each
+    language's current group stays decoded, so a group is decoded once (the least-recently-used cache of 32 groups
+    this replaced made 148 decodes here for 40 groups)."""
+    phases = [{"name": "all", "top": 1000, "temperature": 0.3, "budget": 10**9, "mask_rate": 0.3, "seq_len": 64}]
+    loader = TrainLoader(recipe(shards_64, phases))
+    drawn = {language for batch in batches(loader, 40, rows=16) for language in batch.languages}
+    shards = loader.shards(loader.phase)
+    assert len(drawn) > 32 and all(len(shards.table(language).groups) == 1 for language in drawn)
+    assert loader.cache.decodes == len(drawn)
+
+
 def test_resumed_loader_sees_the_same_rows(shards_64):
     loader = TrainLoader(recipe(shards_64))
     batches(loader, 3)
