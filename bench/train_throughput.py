@@ -476,4 +476,8 @@ FLOP_FORMULA = ("6*L*H*(4H+3I)*tokens + 6*(H^2+V*H)*predicted_tokens + 12*H*sum_
                 "document (+ window on local layers) mask); same useful FLOPs for every implementation")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    from training.distributed import exit_process
+
+    exit_process(code)  # `precision=fsdp-bf16` on the CPU makes a gloo group: see exit_process
+    sys.exit(code)

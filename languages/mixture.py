@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ROWS_PER_FILE = 16_384  # 16k rows × 1,024 tokens × 4 bytes ≈ 64 MiB of input_ids per file
 ROW_GROUP_TOKENS = 2**20  # row groups of ~1M tokens: what a training loader decodes at a time
+READ_TOKENS = 16 * 2**20  # rows read per Beam element: consecutive row groups of one packed file
 _FEISTEL_ROUNDS = 6
 
 
@@ -230,11 +231,13 @@ def selected_rows(rows: np.ndarray, budget: LanguageBudget, plan: PhasePlan) -> 
 
 @dataclass(frozen=True)
 class RowGroup:
-    """One Parquet row group of a language's train split: the unit of reading."""
+    """Consecutive Parquet row groups of one file of a language's train split, read together: the unit of reading
+    (one Beam element). Packed shards have small row groups (the training loader's unit); a job over FineWeb-2's
+    sizes reads them ~16M tokens at a time rather than as tens of millions of elements."""
 
     language: str
     path: str
-    index: int
+    indices: tuple[int, ...]
     first_row: int  # index of its first row among all the language's train rows (files in name order)
     num_rows: int
 
@@ -271,11 +274,16 @@ def read_packed_shards(path: str | Path) -> PackedShards:
         groups, first_row = [], 0
         for file in sorted((path / language / "train").glob("part-*.parquet")):
             metadata = pq.ParquetFile(file).metadata
+            indices, unit_first_row, unit_rows = [], first_row, 0
             for index in range(metadata.num_row_groups):
                 num_rows = metadata.row_group(index).num_rows
                 if num_rows:
-                    groups.append(RowGroup(language, str(file), index, first_row, num_rows))
+                    indices.append(index)
+                    unit_rows += num_rows
                 first_row += num_rows
+                if indices and (unit_rows * seq_len >= READ_TOKENS or index == metadata.num_row_groups - 1):
+                    groups.append(RowGroup(language, str(file), tuple(indices), unit_first_row, unit_rows))
+                    indices, unit_first_row, unit_rows = [], first_row, 0
         row_groups[language] = tuple(groups)
     return PackedShards(path=path, seq_len=seq_len, counts=counts, row_groups=row_groups)
 
@@ -377,7 +385,7 @@ def select_rows(group: RowGroup, plans: Sequence[PhasePlan]):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(group.path).read_row_group(group.index, columns=["input_ids", "document_lengths"])
+    table = pq.ParquetFile(group.path).read_row_groups(list(group.indices), columns=["input_ids", "document_lengths"])
     lengths = table.column("document_lengths").combine_chunks()
     cumulative = np.concatenate([[0], np.cumsum(lengths.values.to_numpy(zero_copy_only=False), dtype=np.int64)])
     offsets = lengths.offsets.to_numpy()

@@ -187,7 +187,7 @@ def run_command(args) -> int:
         full = [*launcher, "-m", "mmbert", *command] if name == "train" and launcher else \
             [sys.executable, "-m", "mmbert", *command]
         marker = markers / f"{name}.json"
-        fingerprint = input_fingerprint(full, output)
+        fingerprint = input_fingerprint(stage_args, output)
         previous = json.loads(marker.read_text()) if marker.is_file() else {}
         # Another interpreter path (a moved or rebuilt .venv) does not make a finished stage run again; markers
         # written before "args" existed compare the full command.

@@ -1,11 +1,11 @@
 """Training checkpoints: written whole or not at all, read without unpickling anything.
 
-In: the model's state dict, checkpoint metadata and the trainer state (optimizer, loader position, RNG, counters).
+In: the model's state dict, checkpoint metadata and the trainer state (optimizer, loader position, counters).
 Out: `RUN/checkpoints/step-XXXXXXXX/` with
 
     model.safetensors   the model's weights (safetensors: no code runs when they are read)
     checkpoint.json     model_config, step, phase, tokens_seen, tokenizer, recipe
-    trainer_state.pt    optimizer / loader / RNG state — tensors, numbers and strings only, read with weights_only=True
+    trainer_state.pt    optimizer / loader state, counters — tensors, numbers and strings only, read with weights_only=True
 
 and `RUN/checkpoints/latest` (a text file naming the newest). Each directory is built under a temporary name and
 renamed into place, and `latest` is replaced atomically after it, so a kill at any moment leaves the previous

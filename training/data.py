@@ -21,7 +21,6 @@ import bisect
 import json
 import logging
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from mmbert.errors import UsageError
 from training.config import PhaseConfig, Recipe
 
 log = logging.getLogger(__name__)
+HELD_ROW_GROUPS_WARNING_BYTES = 4 * 10**9
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -77,8 +77,8 @@ class RowGroupCache:
 
     A language stream reads its rows group by group, so holding each table's current group decodes every group once
     per epoch. A least-recently-used cache of a few groups did not: with the 60 to 1,870 languages of mmBERT's phases
-    drawn 32 rows a step, each language's group was evicted before its next row came (5 to 28 decodes a step, 0.4 to
-    1.4 s of host time on FineWeb-2's sizes against an 84 ms GPU step; bench/loader_throughput.py). Memory: one group
+    drawn 32 rows a step, each language's group was evicted before its next row came (5 to 28 decodes a step, 0.3 to
+    1.1 s of host time on FineWeb-2's sizes against an 84 ms GPU step; bench/loader_throughput.py). Memory: one group
     per language read, ~1 MB each with `tokenizer pack`'s row groups (ROW_GROUP_TOKENS).
     """
 
@@ -270,6 +270,7 @@ class TrainLoader:
         self._shards: dict[str, PackedShards] = {}
         self.phase_index, self.step_in_phase, self.tokens_in_phase = 0, 0, 0
         self.sources = [self._build_source(index, phase) for index, phase in enumerate(recipe.phases)]
+        self._warn_about_large_row_groups()
 
     # Building (all checks happen here, before any training)
 
@@ -301,6 +302,19 @@ class TrainLoader:
         if not present:
             raise UsageError(f"{where}: none of the phase's languages has packed shards in {shards.path}")
         return SampledPhase(index, phase, shards, present, self.seed, resolved.max_epochs, self.streams)
+
+    def _warn_about_large_row_groups(self) -> None:
+        """The cache holds one decoded group per language a phase reads: say so when that is a lot of memory (shards
+        packed with the 16M-token row groups of earlier versions: up to 17 GB for mmBERT's last phase)."""
+        for source in self.sources:
+            if not isinstance(source, SampledPhase):
+                continue
+            largest = sum(max(rows for _, _, rows in stream.table.groups) for stream in source.streams)
+            held = largest * source.shards.seq_len * 4  # int32 tokens
+            if held > HELD_ROW_GROUPS_WARNING_BYTES:
+                log.warning("phase %s: the loader will hold up to %.1f GB of decoded row groups per process (one "
+                            "per language; the row groups of %s are large): repack with `mmbert tokenizer pack`, "
+                            "which writes 256K-token groups", source.phase.name, held / 1e9, source.shards.path)
 
     def shards(self, phase: PhaseConfig) -> PackedShards:
         path = str(phase.shards or self.recipe.data.shards)

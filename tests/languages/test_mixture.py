@@ -245,6 +245,29 @@ def test_same_seed_same_output_for_1_and_2_workers(mixtures):
     assert languages != sorted(languages) and len(set(languages[:30])) >= 4  # shuffled across languages
 
 
+def test_small_row_groups_read_in_units_of_any_size_give_the_same_output(mixtures, udhr_packed_shards, schedule_file,
+                                                                         tmp_path, monkeypatch):
+    """Shards written with many row groups per file, read one group per Beam element or a file's groups together:
+    the files are byte for byte those made from the shards as packed (one group per file here)."""
+    import shutil
+
+    import languages.mixture as mixture
+
+    shards = tmp_path / "shards"
+    shutil.copytree(udhr_packed_shards, shards)
+    for path in shards.glob("*/train/part-*.parquet"):
+        pq.write_table(pq.read_table(path), path, row_group_size=7)
+    assert pq.ParquetFile(next(shards.glob("eng_Latn/train/part-*.parquet"))).metadata.num_row_groups > 1
+    for read_tokens in (1, mixture.READ_TOKENS):
+        monkeypatch.setattr(mixture, "READ_TOKENS", read_tokens)
+        output = tmp_path / f"read-{read_tokens}"
+        assert mix("--shards", shards, "--schedule", schedule_file, "--seed", 7, "--rows-per-file", 150,
+                   "--output", output) == 0
+        expected = mixtures / "workers-1"
+        for path in sorted(expected.rglob("*.parquet")):
+            assert (output / path.relative_to(expected)).read_bytes() == path.read_bytes(), path
+
+
 def test_another_seed_gives_another_order(mixtures, udhr_packed_shards, schedule_file, tmp_path):
     assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--phase", "pretrain", "--seed", 8,
                "--rows-per-file", 150, "--output", tmp_path / "seed-8") == 0

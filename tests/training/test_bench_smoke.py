@@ -59,14 +59,15 @@ def test_attention_pairs_count_document_and_window():
     assert local_pairs == int(allowed(document_ids, 2).sum())
 
 
-def test_loader_throughput_smoke(tmp_path):
+def test_loader_throughput_smoke(tmp_path, gemma2_tokenizer_json):
     """The host-side benchmark runs on real packed shards, and at FineWeb-2's scale the loader's cache decodes fewer
     row groups per step than the least-recently-used cache it replaced, in every phase."""
     spec = importlib.util.spec_from_file_location("loader_throughput", SCRIPT.with_name("loader_throughput.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     report = tmp_path / "loader.md"
-    assert bench.main(["--shapes", "1024x8", "--steps", "3", "--repeat", "1", "--markdown", str(report)]) == 0
+    assert bench.main(["--shapes", "1024x8", "--steps", "3", "--repeat", "1", "--tokenizer", str(gemma2_tokenizer_json),
+                       "--markdown", str(report)]) == 0
     rows = [line.split(" | ") for line in report.read_text().splitlines() if line.startswith("| ")]
     assert any(row[0] == "| 1024 x 8" for row in rows)
     decodes = {(row[0].strip("| "), row[2].split(":")[0]): float(row[3]) for row in rows if len(row) == 8

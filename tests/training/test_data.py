@@ -94,6 +94,43 @@ def test_each_row_group_is_decoded_once_however_many_languages_are_drawn(shards_
     assert loader.cache.decodes == len(drawn)
 
 
+def test_rows_read_through_the_cache_are_the_files_rows_one_decode_per_group_and_epoch(shards_64, tmp_path):
+    """A language written in row groups of 10 rows, read in its stream's shuffled order for two epochs, whole (one
+    process) and in halves (each of two processes takes every other row): every row is the file's row, and each
+    process decodes each group once per epoch."""
+    import pyarrow.parquet as pq
+
+    from training.data import LanguageStream, RowGroupCache, RowTable
+
+    path = tmp_path / "part-00000.parquet"
+    pq.write_table(pq.read_table(next((shards_64 / "eng_Latn" / "train").glob("part-*.parquet"))), path,
+                   row_group_size=10)
+    expected = pq.read_table(path).to_pydict()
+    table = RowTable.scan([path])
+    assert len(table.groups) >= 3
+    for take_every, start in ((1, 0), (2, 0), (2, 1)):
+        stream, cache = LanguageStream("eng_Latn@64", table, seed=3), RowGroupCache()
+        order = [stream.take() for _ in range(2 * table.num_rows)]
+        for row in order[start::take_every]:
+            ids, lengths = cache.row(table, row)
+            assert ids.tolist() == expected["input_ids"][row] and lengths == expected["document_lengths"][row]
+        assert cache.decodes == 2 * len(table.groups)
+
+
+def test_large_row_groups_are_announced(shards_64, caplog, monkeypatch):
+    """What the cache will hold (the largest group of each language a phase reads) is estimated up front; above the
+    threshold a warning says so and how to fix it. The test shards are far below the real threshold."""
+    import training.data
+
+    with caplog.at_level(logging.WARNING, logger="training.data"):
+        TrainLoader(recipe(shards_64))
+        assert "decoded row groups" not in caplog.text
+        monkeypatch.setattr(training.data, "HELD_ROW_GROUPS_WARNING_BYTES", 1000)
+        TrainLoader(recipe(shards_64))
+    assert "phase one: the loader will hold up to" in caplog.text
+    assert "repack with `mmbert tokenizer pack`" in caplog.text
+
+
 def test_resumed_loader_sees_the_same_rows(shards_64):
     loader = TrainLoader(recipe(shards_64))
     batches(loader, 3)

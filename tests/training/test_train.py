@@ -75,12 +75,14 @@ def test_loss_falls_on_real_text(reference_run, shards_64):
     assert held_out_loss(trained) < held_out_loss(untrained) - 2
 
 
-def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(shards_64, tmp_path, capsys):
+def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(reference_run, shards_64, tmp_path, capsys):
     # With dropout, so the resumed run must also continue the random stream the killed one was drawing from.
     args = (*ARGS, f"data.shards={shards_64}", "model.attention_out_dropout=0.1")
-    reference_run = tmp_path / "reference"
-    done = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(reference_run), *args)
+    uninterrupted = tmp_path / "reference"
+    done = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(uninterrupted), *args)
     assert done.returncode == 0, done.stderr[-3000:]
+    without_dropout = [m["loss"] for m in read_metrics(reference_run)]
+    assert [m["loss"] for m in read_metrics(uninterrupted)] != without_dropout  # dropout is on
     run = tmp_path / "run"
     command = mmbert_command("train", "--config", str(TINY_RECIPE), "--output", str(run), *args)
 
@@ -107,10 +109,10 @@ def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(shards_64, tmp_pa
     resumed = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(run), "--resume", "auto", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr and "step-000000" in resumed.stderr
-    expected = [(m["step"], m["loss"], m["lr"]) for m in read_metrics(reference_run)]
+    expected = [(m["step"], m["loss"], m["lr"]) for m in read_metrics(uninterrupted)]
     assert [(m["step"], m["loss"], m["lr"]) for m in read_metrics(run)] == expected  # exact float equality
     final = load_file(run / "checkpoints" / "step-00000040" / "model.safetensors")
-    reference = load_file(reference_run / "checkpoints" / "step-00000040" / "model.safetensors")
+    reference = load_file(uninterrupted / "checkpoints" / "step-00000040" / "model.safetensors")
     assert all(torch.equal(final[name], reference[name]) for name in reference)
 
 
