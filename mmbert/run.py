@@ -189,11 +189,13 @@ def run_command(args) -> int:
         marker = markers / f"{name}.json"
         fingerprint = input_fingerprint(stage_args, output)
         previous = json.loads(marker.read_text()) if marker.is_file() else {}
-        # Another interpreter path (a moved or rebuilt .venv) does not make a finished stage run again; markers
-        # written before "args" existed compare the full command.
-        same_command = previous["args"] == stage_args if "args" in previous else previous.get("command") == full
-        done = not redo and same_command and previous.get("inputs") == fingerprint and \
-            (result is None or result.exists())
+        # Another interpreter path (a moved or rebuilt .venv) does not make a finished stage run again. Markers
+        # written before "args" existed recorded the full command and its fingerprint: compare those.
+        if "args" in previous:
+            same = previous["args"] == stage_args and previous.get("inputs") == fingerprint
+        else:
+            same = previous.get("command") == full and previous.get("inputs") == input_fingerprint(full, output)
+        done = not redo and same and (result is None or result.exists())
         upstream_ran = redo  # an earlier stage ran (or --force): this stage's inputs are new
         redo = redo or (not done and result is not None)
         header = f"[{number}/{len(stages)}] {name}"

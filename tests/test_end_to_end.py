@@ -91,6 +91,20 @@ def test_chain_from_warc_to_report_then_reuse(tmp_path, gemma2_tokenizer_json, m
     planned = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert planned and all(": reuse: " in line for line in planned), planned
 
+    # ... and markers written by earlier versions (full command, its fingerprint, no "args") are still honoured
+    from mmbert.run import input_fingerprint
+
+    monkeypatch.undo()
+    for marker in (out / ".stages").glob("*.json"):
+        if marker.name != "train.started.json":  # the training's start record, not a finished stage
+            record = json.loads(marker.read_text())
+            del record["args"]
+            record["inputs"] = input_fingerprint(record["command"], out)
+            marker.write_text(json.dumps(record))
+    assert main(["run", str(recipe), "--dry-run"]) == 0
+    planned = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert planned and all(": reuse: " in line for line in planned), planned
+
 def test_bad_run_recipes_fail_clearly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("output: out\ncorpus: {inputs: []}\ntrain: {recipe: recipes/tiny-cpu.yaml}\n")
