@@ -63,7 +63,8 @@ def register(subparsers) -> None:
     source.add_argument("--languages", metavar="L1,L2", help="rebuild only these languages inside an existing OUT")
     source.add_argument("--write-removed", action="store_true", help="also write dropped documents to OUT/_removed/")
     source.add_argument("--text-field", default="text", help="text column of JSONL/Parquet inputs (default: text)")
-    source.add_argument("--rows-per-part", type=positive_int, default=50_000, help="rows per Parquet file (default: 50000)")
+    source.add_argument("--rows-per-part", type=positive_int, default=50_000,
+                        help="rows per Parquet file (default: 50000)")
     steps = build.add_argument_group("steps")
     steps.add_argument("--extractor", choices=("resiliparse", "trafilatura"), default="resiliparse")
     steps.add_argument("--max-page-bytes", type=positive_int, default=4 * 1024 * 1024,

@@ -5,7 +5,7 @@ Out: `RUN/checkpoints/step-XXXXXXXX/` with
 
     model.safetensors   the model's weights (safetensors: no code runs when they are read)
     checkpoint.json     model_config, step, phase, tokens_seen, tokenizer, recipe
-    trainer_state.pt    optimizer / loader state, counters — tensors, numbers and strings only, read with weights_only=True
+    trainer_state.pt    optimizer, loader position, counters: tensors, numbers and strings, read with weights_only
 
 and `RUN/checkpoints/latest` (a text file naming the newest). Each directory is built under a temporary name and
 renamed into place, and `latest` is replaced atomically after it, so a kill at any moment leaves the previous

@@ -144,26 +144,34 @@ def test_chunked_loss_without_gradients_equals_plain():
     assert count.item() == 30
 
 
-def test_chunked_loss_under_bf16_autocast_matches_plain_on_cpu():
-    """The GPU's dtype path on the CPU: bf16 matmuls, the weight gradient accumulated in bf16 over chunks, fp32
-    gradients handed back for fp32 parameters."""
-    g = torch.Generator().manual_seed(3)
-    hidden = torch.randn(600, 32, generator=g)
-    weight = (0.05 * torch.randn(3000, 32, generator=g)).requires_grad_(True)
-    bias = torch.zeros(3000, requires_grad=True)
-    targets = torch.randint(0, 3000, (600,), generator=g)
+def assert_loss_matches_plain_under_bf16_autocast(impl, device, rows, hidden_size, vocab, chunk_size,
+                                                  fp32_grads=False):
+    """`impl` against the plain loss, both under bf16 autocast on `device`: loss and gradients within 2 % (L2);
+    with `fp32_grads`, also that the gradients come back in fp32 for the fp32 parameters and input."""
+    g = torch.Generator(device=device).manual_seed(3)
+    hidden = torch.randn(rows, hidden_size, device=device, generator=g)
+    weight = (0.05 * torch.randn(vocab, hidden_size, device=device, generator=g)).requires_grad_(True)
+    bias = torch.zeros(vocab, device=device, requires_grad=True)
+    targets = torch.randint(0, vocab, (rows,), device=device, generator=g)
     targets[::3] = -100
 
     def run(kind):
         x = hidden.clone().requires_grad_(True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, _ = linear_cross_entropy(x, weight, bias, targets, chunk_size=128, impl=kind)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss, _ = linear_cross_entropy(x, weight, bias, targets, chunk_size=chunk_size, impl=kind)
         grads = torch.autograd.grad(loss, (x, weight, bias))
-        assert all(grad.dtype == torch.float32 for grad in grads)
-        return [loss.float(), *grads]
+        assert not fp32_grads or all(grad.dtype == torch.float32 for grad in grads)
+        return [loss.float(), *(grad.float() for grad in grads)]
 
-    for got, expected in zip(run("chunked"), run("plain")):
+    for got, expected in zip(run(impl), run("plain")):
         assert (got - expected).norm() <= 2e-2 * expected.norm() + 1e-6
+
+
+def test_chunked_loss_under_bf16_autocast_matches_plain_on_cpu():
+    """The GPU's dtype path on the CPU: bf16 matmuls, the weight gradient accumulated in bf16 over chunks, fp32
+    gradients handed back for fp32 parameters."""
+    assert_loss_matches_plain_under_bf16_autocast("chunked", "cpu", rows=600, hidden_size=32, vocab=3000,
+                                                  chunk_size=128, fp32_grads=True)
 
 
 @pytest.mark.gpu
@@ -173,22 +181,8 @@ def test_gpu_loss_matches_plain_under_bf16_autocast(impl):
 
     if not torch.cuda.is_available() or (impl == "liger" and not liger_available()):
         pytest.skip("needs CUDA" + (" and liger-kernel" if impl == "liger" else ""))
-    g = torch.Generator(device="cuda").manual_seed(0)
-    hidden = torch.randn(5000, 64, device="cuda", generator=g)
-    weight = (0.05 * torch.randn(50_000, 64, device="cuda", generator=g)).requires_grad_(True)
-    bias = torch.zeros(50_000, device="cuda", requires_grad=True)
-    targets = torch.randint(0, 50_000, (5000,), device="cuda", generator=g)
-    targets[::3] = -100
-
-    def run(kind):
-        x = hidden.clone().requires_grad_(True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, _ = linear_cross_entropy(x, weight, bias, targets, chunk_size=2048, impl=kind)
-        grads = torch.autograd.grad(loss, (x, weight, bias))
-        return [loss.float(), *(t.float() for t in grads)]
-
-    for got, expected in zip(run(impl), run("plain")):
-        assert (got - expected).norm() <= 2e-2 * expected.norm() + 1e-6
+    assert_loss_matches_plain_under_bf16_autocast(impl, "cuda", rows=5000, hidden_size=64, vocab=50_000,
+                                                  chunk_size=2048)
 
 
 @pytest.mark.slow
