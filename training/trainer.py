@@ -157,6 +157,9 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
                     "batch_rows": rows, "seq_len": phase.seq_len, "mask_rate": phase.mask_rate,
                     "rope_theta": [phase.rope_theta_global, phase.rope_theta_local], "predicted": predicted,
                     "tokens_seen": state["tokens_seen"], "tokens_per_second": tokens_per_second}
+            if ctx.device.type == "cuda":  # the most this process held since the previous logged line
+                last["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(ctx.device) / 2**30, 2)
+                torch.cuda.reset_peak_memory_stats(ctx.device)
             metrics.write({**last, "tokens_per_language": dict(sorted(state["tokens_per_language"].items())),
                            "epochs": loader.epochs()})
             if bar is not None:
@@ -246,8 +249,10 @@ class MetricsWriter:
         self.handle.flush()
         if self.tensorboard is not None:
             step = record["step"]
-            for key in ("loss", "lr", "grad_norm", "tokens_per_second", "tokens_seen", "batch_rows", "mask_rate"):
-                self.tensorboard.add_scalar(f"train/{key}", record[key], step)
+            for key in ("loss", "lr", "grad_norm", "tokens_per_second", "tokens_seen", "batch_rows", "mask_rate",
+                        "peak_memory_gib"):
+                if key in record:
+                    self.tensorboard.add_scalar(f"train/{key}", record[key], step)
             for language, tokens in record["tokens_per_language"].items():
                 self.tensorboard.add_scalar(f"tokens_per_language/{language}", tokens, step)
 

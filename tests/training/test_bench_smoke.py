@@ -75,3 +75,30 @@ def test_loader_throughput_smoke(tmp_path, gemma2_tokenizer_json):
     assert {phase for phase, _ in decodes} == {"pretrain", "mid_training", "decay"}
     for phase in ("pretrain", "mid_training", "decay"):
         assert decodes[phase, "now"] < decodes[phase, "before"] / 3
+
+
+def test_trainer_check_runs_the_trainer_and_compares_it_with_the_benchmark(tmp_path, shards_64):
+    """bench/trainer_check.py runs `mmbert train` (tiny on the CPU here), reads its steady rate from metrics.jsonl
+    and divides it by the benchmark's `ours` at the same model and shape; a failed training is reported, exit 1."""
+    spec = importlib.util.spec_from_file_location("trainer_check", SCRIPT.with_name("trainer_check.py"))
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    bench_json = tmp_path / "bench.json"
+    bench_json.write_text(json.dumps({"results": [
+        {"impl": "hf-sdpa", "model": "tiny", "seq_len": 64, "batch": 4, "status": "ok", "tokens_per_s": 10.0},
+        {"impl": "ours", "model": "tiny", "seq_len": 64, "batch": 4, "status": "ok", "tokens_per_s": 1000.0}]}))
+    output = tmp_path / "check.json"
+    assert check.main(["--shards", str(shards_64), "--tiny", "--bench", str(bench_json), "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["status"] == "ok" and (report["model"], report["seq_len"], report["rows"]) == ("tiny", 64, 4)
+    assert [line["step"] for line in report["logged"]] == [2, 4, 6, 8]  # 2,048 tokens in steps of 4 x 64
+    assert all(line["loss"] > 0 and line["predicted"] > 0 for line in report["logged"])
+    steady = sorted(line["tokens_per_second"] for line in report["logged"][1:])
+    assert report["steady_tokens_per_s"] == round(steady[1])  # the median of the intervals after the first
+    assert report["trainer_vs_bench"] == round(report["steady_tokens_per_s"] / 1000.0, 3)
+
+    failed = tmp_path / "failed.json"
+    assert check.main(["--shards", str(shards_64), "--tiny", "--output", str(failed), "model.vocab_size=100"]) == 1
+    report = json.loads(failed.read_text())
+    assert report["status"] == "exit status 2" and "vocabulary" in report["stderr_tail"]
+    assert check.main(["--shards", str(shards_64), "--tiny", "optimizer.lr=-1"]) == 2  # refused before running
