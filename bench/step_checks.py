@@ -4,7 +4,6 @@ Used by bench/train_throughput.py."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import traceback
 import warnings
@@ -42,32 +41,37 @@ def unique_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def numerics_check(model: MaskedLM, fast_run, autocast, batch: dict, args) -> dict:
+def numerics_check(model: MaskedLM, fast_run, autocast, batch: dict) -> dict:
     """The fast path's loss and gradients against the reference path (fp32, sdpa dense masks, plain cross-entropy)
-    on the same batch and weights; the reference runs 4 rows at a time and sums, which is the same arithmetic."""
+    on the same batch and weights. The reference is a plain fp32 copy of the model with its current weights (so a
+    variant that keeps bf16 weights under FSDP is compared with fp32 too); it runs 4 rows at a time and sums, which
+    is the same arithmetic."""
     model.zero_grad(set_to_none=True)
     with autocast:
         fast_loss = fast_run(batch)
     fast_loss.backward()
-    fast = {n: p.grad.detach().float().clone() for n, p in model.named_parameters() if p.grad is not None}
+    fast = {n: full_tensor(p.grad).float().clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
+    device = batch["input_ids"].device
+    with device:
+        reference = MaskedLM(model.config)
+    reference.load_state_dict({n: full_tensor(t).float() for n, t in model.state_dict().items()})
     total = int((batch["labels"] != -100).sum())
     ref_loss = 0.0
-    with eager_only():  # the reference runs the plain modules, not their compiled versions
-        for start in range(0, batch["input_ids"].shape[0], 4):
-            rows = slice(start, start + 4)
-            out = model(batch["input_ids"][rows], batch["document_ids"][rows], batch["labels"][rows],
+    for start in range(0, batch["input_ids"].shape[0], 4):
+        rows = slice(start, start + 4)
+        out = reference(batch["input_ids"][rows], batch["document_ids"][rows], batch["labels"][rows],
                         attention="sdpa", loss_impl="plain")
-            part = out.loss * out.num_predicted / total
-            part.backward()
-            ref_loss += float(part.detach())
-    ref = {n: p.grad.detach().float() for n, p in model.named_parameters() if p.grad is not None}
+        part = out.loss * out.num_predicted / total
+        part.backward()
+        ref_loss += float(part.detach())
+    ref = {n: p.grad.detach() for n, p in reference.named_parameters() if p.grad is not None}
+    del reference
     diff_sq = sum(float((fast[n] - ref[n]).pow(2).sum()) for n in ref)
     ref_sq = sum(float(ref[n].pow(2).sum()) for n in ref)
     cosines = {n: float(torch.nn.functional.cosine_similarity(fast[n].flatten(), ref[n].flatten(), dim=0))
                for n in ref if ref[n].abs().sum() > 0}
     worst = min(cosines, key=cosines.get)
-    model.zero_grad(set_to_none=True)
     report = {
         "fast_loss": round(float(fast_loss.detach()), 5), "reference_loss": round(ref_loss, 5),
         "loss_rel_diff": abs(float(fast_loss.detach()) - ref_loss) / abs(ref_loss),
@@ -80,8 +84,7 @@ def numerics_check(model: MaskedLM, fast_run, autocast, batch: dict, args) -> di
     return report
 
 
-def eager_only():
-    """Run compiled modules as plain eager code (torch >= 2.6), for the reference side of the numerics check."""
-    if hasattr(torch.compiler, "set_stance"):
-        return torch.compiler.set_stance("force_eager")
-    return contextlib.nullcontext()
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """A plain tensor of the whole value: FSDP's parameters and gradients are sharded DTensors."""
+    tensor = tensor.detach()
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor

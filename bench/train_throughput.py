@@ -337,7 +337,7 @@ def _measure(result: dict, impl, name, seq_len, batch_size, args, device, numeri
     if args.profile == "all" or (args.profile == "ours" and impl.startswith("ours")):
         result["profile"] = step_profile.profile_steps(step, batches[2 % len(batches)], device)
     if numerics:
-        result["numerics"] = numerics_check(model, run, autocast, batches[0], args)
+        result["numerics"] = numerics_check(model, run, autocast, batches[0])
 
 
 def needs_isolation(result: dict, device: torch.device) -> bool:
@@ -433,7 +433,8 @@ def run_benchmark(args, argv) -> int:
     impls = args.impls.split(",")
     models, order = args.models.split(","), {impl: i for i, impl in enumerate(impls)}
     command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    began, results, numerics_done = time.perf_counter(), [], args.no_numerics
+    began, results = time.perf_counter(), []
+    first_config = plan(models, shapes, impls)[0][:2]
 
     def write_report() -> str:
         """Rewritten after every configuration, so a run killed by its time limit still leaves its results."""
@@ -452,9 +453,9 @@ def run_benchmark(args, argv) -> int:
             result = {"model": name, "seq_len": seq_len, "batch": batch_size, "impl": impl,
                       "status": "skipped: time budget"}
         else:
-            check = not numerics_done and impl in ("ours", "ours-eager")
+            # Every variant of ours at the first configuration is checked: any of them may become the fast path.
+            check = not args.no_numerics and impl.startswith("ours") and (name, (seq_len, batch_size)) == first_config
             result = run_config(impl, name, seq_len, batch_size, args, device, check)
-            numerics_done = numerics_done or ("numerics" in result)
             if needs_isolation(result, device):
                 # The fused block failed the reference: record it, then measure with FlexAttention compiled apart.
                 results.append(result)
@@ -468,8 +469,10 @@ def run_benchmark(args, argv) -> int:
         table = write_report()
     print("\n" + table)
     print(f"wrote {output} and {output.with_suffix('.md')}")
-    checks = [r["numerics"]["passed"] for r in results if "numerics" in r]
-    return 0 if not checks or checks[-1] else 1  # the last check is the one the reported `ours` numbers rest on
+    # The last check of each implementation is the one its reported numbers rest on (an `ours` that failed fused
+    # FlexAttention is measured again with it isolated).
+    checks = {r["impl"]: r["numerics"]["passed"] for r in results if "numerics" in r}
+    return 0 if all(checks.values()) else 1
 
 
 FLOP_FORMULA = ("6*L*H*(4H+3I)*tokens + 6*(H^2+V*H)*predicted_tokens + 12*H*sum_layers(allowed (q,k) pairs under the "
