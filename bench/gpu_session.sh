@@ -9,9 +9,9 @@
 # transformers (for the baseline), liger-kernel (optional fused loss), the language registry's packages (trainer).
 # Budget (one device call of at most 600 s): the benchmark stops starting configurations after 310 s and is killed
 # at 390 s; the GPU tests get 70 s, the trainer check 100 s. Order of what runs (bench/train_throughput.py's plan):
-# mmbert-base 1024 x 32 with both baselines, then the variants of `ours` there (precision=fsdp-bf16, chunk=16384,
-# loss=liger), then 8192 x 4 and mmbert-small, then compile=whole and the other compiled baselines; `ours` runs are
-# profiled. BENCH_ARGS replaces the extra options (default: --profile ours), e.g.
+# mmbert-base 1024 x 32 with both baselines, 8192 x 4 with sdpa, then the variants of `ours` at 1024 x 32
+# (precision=fsdp-bf16, chunk=16384, loss=liger), then mmbert-small, then compile=whole and the other compiled
+# baselines; `ours` runs are profiled. BENCH_ARGS replaces the extra options (default: --profile ours), e.g.
 # BENCH_ARGS="--impls ours,hf-compiled --profile all".
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -395,18 +395,20 @@ def markdown(results: list[dict], env: dict, ceiling: float) -> str:
 
 def plan(models: list[str], shapes: list[tuple[int, int]], impls: list[str]) -> list[tuple]:
     """Run order by priority, so a time budget cuts the least important runs: the first configuration with every
-    baseline, then the variants of `ours` at that configuration (what to change next), then the other
-    configurations' own path and eager baseline, then the variants that compile the whole model and the other
-    configurations' compiled baseline (the slowest to compile)."""
+    baseline; the first model's other shapes with their own path and eager baseline (issue 6's two goals, which
+    must come from one run); the variants of `ours` at the first configuration (what to change next); the other
+    models; then the variants that compile the whole model and the other configurations' compiled baseline (the
+    slowest to compile)."""
     configs = [(m, s) for m in models for s in shapes]
     variants = [impl for impl in impls if impl.startswith("ours") and impl not in ("ours", "ours-eager")]
     main = [impl for impl in impls if impl not in variants]
     first = [(*configs[0], impl) for impl in main]
+    goals = [(*c, impl) for c in configs[1:] if c[0] == configs[0][0] for impl in main if impl != "hf-compiled"]
     tried = [(*configs[0], impl) for impl in variants if "compile=whole" not in impl]
-    rest = [(*c, impl) for c in configs[1:] for impl in main if impl != "hf-compiled"]
+    rest = [(*c, impl) for c in configs[1:] if c[0] != configs[0][0] for impl in main if impl != "hf-compiled"]
     late = ([(*configs[0], impl) for impl in variants if "compile=whole" in impl]
             + [(*c, "hf-compiled") for c in configs[1:] if "hf-compiled" in impls])
-    return first + tried + rest + late
+    return first + goals + tried + rest + late
 
 
 def main(argv=None) -> int:

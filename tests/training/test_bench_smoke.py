@@ -107,3 +107,19 @@ def test_trainer_check_runs_the_trainer_and_compares_it_with_the_benchmark(tmp_p
     report = json.loads(failed.read_text())
     assert report["status"] == "exit status 2" and "vocabulary" in report["stderr_tail"]
     assert check.main(["--shards", str(shards_64), "--tiny", "optimizer.lr=-1"]) == 2  # refused before running
+
+
+def test_plan_measures_both_goals_before_the_variants():
+    """A time budget cuts the end of the plan: issue 6's two goals (mmbert-base at 1024 against both baselines, at
+    8192 against sdpa) come first, then the variants at 1024, then the other model, then the slow compilations."""
+    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    order = bench.plan(["mmbert-base", "mmbert-small"], [(1024, 32), (8192, 4)],
+                       ["ours", "hf-sdpa", "hf-compiled", "ours:chunk=16384", "ours:compile=whole"])
+    assert [(m, s[0], impl) for m, s, impl in order[:6]] == [
+        ("mmbert-base", 1024, "ours"), ("mmbert-base", 1024, "hf-sdpa"), ("mmbert-base", 1024, "hf-compiled"),
+        ("mmbert-base", 8192, "ours"), ("mmbert-base", 8192, "hf-sdpa"), ("mmbert-base", 1024, "ours:chunk=16384")]
+    assert [m for m, _, _ in order[6:10]] == ["mmbert-small"] * 4
+    assert [impl for _, _, impl in order[10:]] == ["ours:compile=whole"] + ["hf-compiled"] * 3
+    assert len(order) == len(set(order)) == 2 * 2 * 3 + 2  # every (model, shape) x main impl once, variants once
