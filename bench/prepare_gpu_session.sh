@@ -2,7 +2,7 @@
 # What bench/gpu_session.sh needs on the GPU machine (no network there), into .gpu/ (git-ignored; name ".gpu" in the
 # device run's carry list):
 #   .gpu/wheels/       liger-kernel (pure Python + Triton: it uses the machine's own torch and triton, hence --no-deps)
-#                      and what the trainer imports that the GPU image lacks (langcodes, language-data, iso639-lang)
+#                      and what the trainer imports that the GPU image lacks (langcodes, iso639-lang)
 #   .gpu/shards-1024/  the shipped WARCs → corpus → Gemma 2 tokens packed at 1024 tokens, for bench/trainer_check.py
 #
 #   bash bench/prepare_gpu_session.sh                 # after scripts/setup_venv.sh
@@ -11,11 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="${PIP:-.venv/bin/pip}"
 MMBERT="${MMBERT:-.venv/bin/mmbert}"
+rm -rf .gpu/wheels .gpu/site  # nothing stale travels: gpu_session.sh installs the wheels into .gpu/site there
 mkdir -p .gpu/wheels
 "$PIP" download -q -d .gpu/wheels --no-deps --only-binary=:all: liger-kernel
 GPU_PYTHON=(--only-binary=:all: --python-version "${PYVER:-3.12}"  # the GPU image's python
             --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
-"$PIP" download -q -d .gpu/wheels "${GPU_PYTHON[@]}" "langcodes>=3.4" "language-data>=1.2" "iso639-lang>=2.2"
+"$PIP" download -q -d .gpu/wheels "${GPU_PYTHON[@]}" "langcodes>=3.4" "iso639-lang>=2.2"
 if [[ "${1:-}" == "--transformers" ]]; then
     "$PIP" download -q -d .gpu/wheels "${GPU_PYTHON[@]}" transformers==5.24.0
 fi

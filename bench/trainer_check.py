@@ -60,15 +60,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def run_trainer(args, run_dir: Path) -> tuple[subprocess.CompletedProcess | None, list[str]]:
+def run_trainer(args, run_dir: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`python -m mmbert train` on the recipe; a run past --timeout-s comes back with returncode None."""
     overrides = [f"data.shards={args.shards.resolve()}", *(TINY_OVERRIDES if args.tiny else []), *args.overrides]
     command = [sys.executable, "-m", "mmbert", "train", "--config", str(args.recipe.resolve()), "--output",
                str(run_dir), "--no-progress", *overrides]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     try:
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=args.timeout_s)
-    except subprocess.TimeoutExpired:
-        done = None
+    except subprocess.TimeoutExpired as timeout:  # its output so far comes as bytes, whatever text= says
+        stderr = timeout.stderr.decode(errors="replace") if isinstance(timeout.stderr, bytes) else timeout.stderr
+        done = subprocess.CompletedProcess(command, None, stdout="", stderr=stderr or "")
     return done, command
 
 
@@ -109,9 +111,9 @@ def main(argv=None) -> int:
         lines = [json.loads(line) for line in metrics_file.read_text().splitlines()] if metrics_file.exists() else []
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    if done is None or done.returncode != 0:
-        report["status"] = "timed out" if done is None else f"exit status {done.returncode}"
-        report["stderr_tail"] = "" if done is None else done.stderr[-4000:]
+    if done.returncode != 0:
+        report["status"] = "timed out" if done.returncode is None else f"exit status {done.returncode}"
+        report["stderr_tail"] = done.stderr[-4000:]
     else:
         report["status"] = "ok"
     keys = ("step", "loss", "grad_norm", "tokens_per_second", "predicted", "peak_memory_gib")  # memory: CUDA only

@@ -164,7 +164,7 @@ def _flex_masks(document_ids: torch.Tensor, window_half: int) -> dict[str, Layer
 
     if document_ids.device.type == "cuda":
         if _COMPILED_CREATE_BLOCK_MASK is None:
-            _COMPILED_CREATE_BLOCK_MASK = torch.compile(create_block_mask)
+            _COMPILED_CREATE_BLOCK_MASK = torch.compile(create_block_mask, dynamic=False)  # one graph per length
         create_block_mask = _COMPILED_CREATE_BLOCK_MASK
     B, T = document_ids.shape
     docs = document_ids.contiguous()

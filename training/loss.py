@@ -96,7 +96,10 @@ def _liger_loss_sum(x, weight, bias, targets) -> torch.Tensor:
     if _LIGER_LOSS is None:
         from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
 
-        _LIGER_LOSS = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX, reduction="sum")
+        # fp32 accumulation of the weight and bias gradients across liger's (small) chunks: in bf16 the bias
+        # gradient drifts by several per cent over hundreds of chunks.
+        _LIGER_LOSS = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX, reduction="sum",
+                                                       accum_dtype=torch.float32)
     # Liger's kernel wants one dtype throughout: under autocast that is the compute dtype.
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
     b = None if bias is None else bias.to(dtype)

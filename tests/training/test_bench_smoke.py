@@ -107,6 +107,8 @@ def test_trainer_check_runs_the_trainer_and_compares_it_with_the_benchmark(tmp_p
     report = json.loads(failed.read_text())
     assert report["status"] == "exit status 2" and "vocabulary" in report["stderr_tail"]
     assert check.main(["--shards", str(shards_64), "--tiny", "optimizer.lr=-1"]) == 2  # refused before running
+    assert check.main(["--shards", str(shards_64), "--tiny", "--output", str(failed), "--timeout-s", "0.5"]) == 1
+    assert json.loads(failed.read_text())["status"] == "timed out"
 
 
 def test_plan_measures_both_goals_before_the_variants():
