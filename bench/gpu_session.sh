@@ -8,7 +8,7 @@
 # The GPU machine has no network. When .gpu/wheels/ holds wheels, what is missing is installed offline first:
 # transformers (for the baseline), liger-kernel (optional fused loss), the language registry's packages (trainer).
 # Budget (one device call of at most 600 s; ~560 s in all): the benchmark stops starting configurations after 250 s
-# and is killed at 320 s; the GPU tests get 100 s, the trainer check 120 s. Order of what runs (bench/train_throughput.py's plan):
+# and is killed at 320 s; the GPU tests get 100 s, the trainer check 120 s. Order of what runs (the benchmark's plan):
 # mmbert-base 1024 x 32 with both baselines, 8192 x 4 with sdpa, then the variants of `ours` at 1024 x 32
 # (precision=fsdp-bf16, chunk=16384, loss=liger), then mmbert-small, then compile=whole and the other compiled
 # baselines; `ours` runs are profiled. BENCH_ARGS replaces the extra options (default: --profile ours), e.g.
