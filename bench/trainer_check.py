@@ -83,6 +83,17 @@ def bench_rate(bench_json: Path, model: str, seq_len: int, rows: int) -> float |
     return None
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl's complete lines (a trainer stopped by the timeout may have left half of its last one)."""
+    lines = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return lines
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -97,8 +108,8 @@ def main(argv=None) -> int:
         print(f"trainer_check: {error}", file=sys.stderr)
         return 2
     phase = recipe.phases[0]
-    report = {"recipe": str(args.recipe.relative_to(REPO) if args.recipe.resolve().is_relative_to(REPO)
-                            else args.recipe),
+    recipe_path = args.recipe.resolve()
+    report = {"recipe": str(recipe_path.relative_to(REPO) if recipe_path.is_relative_to(REPO) else recipe_path),
               "model": recipe.model["name"], "seq_len": phase.seq_len, "rows": recipe.batch.global_size,
               "mask_rate": phase.mask_rate, "compile": recipe.training.compile,
               "environment": {"python": platform.python_version(), "torch": torch.__version__,
@@ -108,7 +119,7 @@ def main(argv=None) -> int:
         done, command = run_trainer(args, run_dir)
         report["command"] = " ".join(command[1:])
         metrics_file = run_dir / "metrics.jsonl"
-        lines = [json.loads(line) for line in metrics_file.read_text().splitlines()] if metrics_file.exists() else []
+        lines = read_metrics(metrics_file)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     if done.returncode != 0:
