@@ -1,11 +1,13 @@
 """`mmbert train` end to end on real UDHR shards: the tiny recipe's three phases, the loss falls, a killed run
-resumes to the same losses bit for bit, and unusable runs fail with exit status 2."""
+resumes to the same losses bit for bit, unusable runs fail with exit status 2, and training imports nothing of the
+corpus stack (the GPU machines do not have it)."""
 
 from __future__ import annotations
 
 import math
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -161,3 +163,19 @@ def test_compiled_run_trains_like_the_eager_run(reference_run, shards_64, tmp_pa
     eager = [m["loss"] for m in read_metrics(reference_run)][:20]
     assert len(compiled) == 20
     np.testing.assert_allclose(compiled, eager, rtol=2e-3)
+
+
+def test_training_needs_none_of_the_corpus_stack(shards_64, tmp_path):
+    """The lent GPU machines have torch, pyarrow and transformers but not Beam, fastText or the extractors: `mmbert
+    train` must not import them (bench/gpu_session.sh trains there). tests/training/gpu_image makes them unimportable."""
+    env = {**environment(), "PYTHONPATH": f"{REPO_ROOT / 'tests' / 'training' / 'gpu_image'}:{REPO_ROOT}"}
+    blocked = subprocess.run([sys.executable, "-c", "import apache_beam"], env=env, capture_output=True, text=True)
+    assert blocked.returncode == 1 and "not on the GPU image" in blocked.stderr  # the simulation is in force
+    run = tmp_path / "run"
+    done = subprocess.run(mmbert_command("train", "--config", str(TINY_RECIPE), "--output", str(run), "--no-progress",
+                                         f"data.shards={shards_64}", "phases.0.budget=1K", "phases.1.budget=1K",
+                                         "phases.2.budget=1K", "schedule.warmup_tokens=256",
+                                         "schedule.decay_tokens=512"),
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [m["phase"] for m in read_metrics(run)][-1] == "decay"
