@@ -82,6 +82,21 @@ def test_loader_throughput_smoke(tmp_path, gemma2_tokenizer_json):
         assert decodes[phase, "now"] < decodes[phase, "before"] / 3
 
 
+def test_block_traffic_counts_what_bf16_activations_save(tmp_path):
+    """Inductor's byte count of a compiled block: bf16 weights and activations move fewer element-wise bytes in
+    fewer kernels than autocast's fp32 residual stream; the matmuls' inputs and outputs are the same either way."""
+    spec = importlib.util.spec_from_file_location("block_traffic", SCRIPT.with_name("block_traffic.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    autocast, bf16 = bench.measure("tiny", rows=8, seq_len=64)
+    assert (autocast["precision"], bf16["precision"]) == ("autocast", "fsdp-bf16")
+    assert 0 < bf16["element-wise"] < 0.85 * autocast["element-wise"]
+    assert bf16["kernels"] < autocast["kernels"] and bf16["attention (CPU sdpa)"] > 0
+    assert bf16["step_element_wise"] == 4 * bf16["element-wise"]  # the tiny model's 4 layers
+    table = bench.markdown([autocast, bf16], "tiny", 8, 64, 3.0)
+    assert "| autocast |" in table and "| fsdp-bf16 |" in table
+
+
 def test_trainer_check_runs_the_trainer_and_compares_it_with_the_benchmark(tmp_path, shards_64):
     """bench/trainer_check.py runs `mmbert train` (tiny on the CPU here), reads its steady rate from metrics.jsonl
     and divides it by the benchmark's `ours` at the same model and shape; a failed training is reported, exit 1."""
