@@ -12,7 +12,7 @@ import argparse
 import csv
 import sys
 
-from mmbert.argtypes import positive_int, probability
+from mmbert.argtypes import non_negative_int, positive_int, probability
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
@@ -82,7 +82,7 @@ def register(subparsers) -> None:
     steps.add_argument("--minhash-rows", type=positive_int, default=8, help="hashes per band (default: 8)")
     steps.add_argument("--minhash-threshold", type=probability, default=0.7,
                        help="estimated Jaccard that confirms an LSH candidate (default: 0.7; 0 keeps every candidate)")
-    steps.add_argument("--seed", type=int, default=1, help="seed of the MinHash functions (default: 1)")
+    steps.add_argument("--seed", type=non_negative_int, default=1, help="seed of the MinHash functions (default: 1)")
     add_runner_arguments(build)
     build.add_argument("--num-workers", type=positive_int, default=1,
                         help="DirectRunner worker processes (default: 1)")

@@ -140,24 +140,34 @@ def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Remov
         return Removed("empty_text", "read")
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     date = obj.get("date") or metadata.get("date")
-    return {"id": str(obj.get("id") or f"{path}#{index}"), "url": str(obj.get("url") or metadata.get("url") or ""),
-            "date": iso_date(date) if date else "", "text": text, "source": path}
+    document = {"id": str(obj.get("id") or f"{path}#{index}"), "url": str(obj.get("url") or metadata.get("url") or ""),
+                "date": iso_date(date) if date else "", "text": text, "source": path}
+    try:  # JSON may escape half a surrogate pair ("\ud83d"): no UTF-8 writer downstream accepts it
+        "".join((document["id"], document["url"], text)).encode("utf-8")
+    except UnicodeEncodeError:
+        return Removed("bad_utf8", "read", len(text))
+    return document
 
 
 def read_jsonl(path: str, handle, text_field: str = "text") -> Iterator[dict | Removed]:
     stream = gzip.GzipFile(fileobj=handle) if path.lower().endswith(".gz") else handle
     index = 0
     try:
-        for index, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8", errors="strict")):
-            if not line.strip():
+        for index, raw in enumerate(stream):  # bytes lines, decoded one by one: a bad line costs only itself
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield Removed("bad_utf8", "read", len(raw))
                 continue
             try:
                 obj = json.loads(line)
             except ValueError:
-                yield Removed("bad_json", "read", len(line))
+                yield Removed("bad_json", "read", len(raw))
                 continue
             yield _document(obj, path, index, text_field) if isinstance(obj, dict) else Removed("bad_json", "read")
-    except (OSError, EOFError, UnicodeDecodeError):
+    except (OSError, EOFError):
         yield Removed("corrupt_file", "read")
 
 

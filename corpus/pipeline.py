@@ -63,6 +63,8 @@ def validate(config: BuildConfig) -> None:
     for name in ("ngram", "bands", "rows"):
         if getattr(minhash, name) < 1:
             raise UsageError(f"minhash {name} must be at least 1")
+    if minhash.seed < 0:
+        raise UsageError(f"minhash seed {minhash.seed} must be >= 0")
     if not 0.0 <= minhash.threshold <= 1.0:
         raise UsageError(f"minhash threshold {minhash.threshold} is not between 0 and 1")
     for name in ("num_workers", "rows_per_part", "max_page_bytes"):

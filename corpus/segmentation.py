@@ -17,8 +17,11 @@ import regex  # Unicode property classes (\p{L}, \p{M}): `re`'s \w splits Indic 
 
 UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Jpan", "Hira", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"})
 
-# A word: letters/digits/marks joined by apostrophes or hyphens; otherwise one run of punctuation/symbols.
-_WORD_PATTERN = regex.compile(r"[\p{L}\p{M}\p{N}_]+(?:['’\-][\p{L}\p{M}\p{N}]+)*|[^\p{L}\p{M}\p{N}_\s]+")
+# A word: letters/digits/marks joined by apostrophes, hyphens or zero-width (non-)joiners (Persian می‌خواهم, the
+# chillu of Malayalam അവന്‍ ends in one); otherwise one run of punctuation/symbols (an emoji ZWJ sequence is one).
+_WORD_PATTERN = regex.compile(
+    r"[\p{L}\p{M}\p{N}_]+(?:(?:['’\-]|[\u200c\u200d]+)[\p{L}\p{M}\p{N}]+)*[\u200c\u200d]*|[^\p{L}\p{M}\p{N}_\s]+"
+)
 
 _SYLLABLE_MARKS = frozenset({"\u0f0b", "\u0f0c"})
 _local = threading.local()

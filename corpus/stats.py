@@ -34,8 +34,10 @@ def assemble(rows: list, parameters: dict) -> dict:
         if step in ("in", "out"):
             for size, value in sizes.items():
                 languages[language][f"{size}_{step}"] += value
-        elif not language:
-            before_lid[reason] = sizes
+        elif not language:  # one reason can come from several steps (empty_text: read and extract): add them up
+            merged = before_lid.setdefault(reason, dict.fromkeys(SIZE_FIELDS, 0))
+            for size, value in sizes.items():
+                merged[size] += value
         else:
             languages[language]["removed"].setdefault(step, {})[reason] = sizes
     stats = {"parameters": parameters, "removed_before_language_id": dict(sorted(before_lid.items())),

@@ -225,6 +225,13 @@ class ExactDedup(beam.PTransform):
                 | "Emit" >> beam.FlatMap(_emit_exact).with_outputs("stats", main="documents"))
 
 
+def _dedup_key(document: dict) -> tuple[str, int]:
+    """A document's identity in MinHash dedup: its id, then a hash of its text, since inputs may repeat ids (JSONL
+    shards numbered from 0, WARC records without an id), and a shared id must neither join two documents' fates nor
+    make the choice between them depend on input order."""
+    return document["id"], xxhash.xxh3_64_intdigest(document["text"].encode("utf-8"))
+
+
 @beam.typehints.with_output_types(Any)  # tagged outputs: Beam cannot infer one type
 class _BandKeys(beam.DoFn):
     def __init__(self, config: dedup.MinHashConfig):
@@ -232,14 +239,14 @@ class _BandKeys(beam.DoFn):
 
     def process(self, document):
         signature = dedup.minhash_signature(document["text"], document["language"], self.config)
-        member = (document["id"], signature.tobytes(), document.get("cluster_size", 1))
+        member = (_dedup_key(document), signature.tobytes(), document.get("cluster_size", 1))
         for band, value in dedup.band_keys(signature, self.config):
             yield (document["language"], band, value), member
 
 
 @beam.typehints.with_output_types(Any)  # tagged outputs: Beam cannot infer one type
 class _BucketDuplicates(beam.DoFn):
-    """In one LSH bucket: members confirmed similar to the bucket's smallest id are duplicates of it.
+    """In one LSH bucket: members confirmed similar to the bucket's smallest key are duplicates of it.
 
     The iterable is read twice and only the smallest member is held, so a large bucket needs no memory.
     """
@@ -257,13 +264,13 @@ class _BucketDuplicates(beam.DoFn):
         if size < 2:
             return
         head_signature = np.frombuffer(head[1], dtype=np.uint64)
-        for member_id, signature, member_weight in members:
-            if member_id == head[0]:
+        for member_key, signature, member_weight in members:
+            if member_key == head[0]:
                 continue
             similarity = dedup.estimated_jaccard(np.frombuffer(signature, dtype=np.uint64), head_signature)
             if similarity >= self.threshold:
-                yield beam.pvalue.TaggedOutput("duplicate", ((language, member_id), 1))
-                yield (language, head[0], member_id, member_weight)  # an edge; the same one may come from other bands
+                yield beam.pvalue.TaggedOutput("duplicate", ((language, member_key), 1))
+                yield (language, head[0], member_key, member_weight)  # an edge; the same one may come from other bands
 
 
 @beam.typehints.with_output_types(Any)  # tagged outputs: Beam cannot infer one type
@@ -283,11 +290,12 @@ def _resolve(keyed):
 class MinHashDedup(beam.PTransform):
     """Near-duplicate removal per language with MinHash LSH, as Beam shuffles only.
 
-    Rule: a document is dropped when, in some LSH bucket it shares, the member with the smallest id is confirmed
-    similar (estimated Jaccard ≥ threshold) and is not itself. The kept set therefore contains the smallest id of every
-    connected component of the confirmed-similarity graph (what connected-components dedup keeps) plus documents whose
-    similar bucket-mates all have larger ids; a kept document is never confirmed similar to the smallest member of a
-    bucket it shares. The outcome depends only on ids and texts: the same for any number of workers or input order.
+    Rule: a document is dropped when, in some LSH bucket it shares, the member with the smallest key (id, then text
+    hash: `_dedup_key`) is confirmed similar (estimated Jaccard ≥ threshold) and is not itself. The kept set therefore
+    contains the smallest key of every connected component of the confirmed-similarity graph (what
+    connected-components dedup keeps) plus documents whose similar bucket-mates all have larger keys; a kept document
+    is never confirmed similar to the smallest member of a bucket it shares. The outcome depends only on ids and
+    texts: the same for any number of workers or input order.
     Survivors' `cluster_size` = their exact copies + the copies of every document they absorbed (in any band).
     """
 
@@ -301,7 +309,7 @@ class MinHashDedup(beam.PTransform):
                    | "GroupBuckets" >> beam.GroupByKey()
                    | "Duplicates" >> beam.ParDo(_BucketDuplicates(self.config.threshold))
                    .with_outputs("duplicate", main="absorbed"))
-        keyed = documents | "KeyById" >> beam.Map(lambda d: ((d["language"], d["id"]), d))
+        keyed = documents | "KeyByDedupKey" >> beam.Map(lambda d: ((d["language"], _dedup_key(d)), d))
         absorbed = (buckets.absorbed | "DistinctEdges" >> beam.Distinct()
                     | "EdgeWeight" >> beam.Map(lambda edge: ((edge[0], edge[1]), edge[3]))
                     | "AbsorbedWeight" >> beam.CombinePerKey(sum))

@@ -212,6 +212,20 @@ def write_outputs(results, output: Path, args, settings: dict, plot_inputs: tupl
         write_report(results, directory, settings["model"], settings, plots)
 
 
+def _run_labels(models: list[str], directories: list[str]) -> list[str]:
+    """One column name per result set: the model's name, with its directory's name where two models share a name
+    (two `mmbert run` outputs both evaluate `model` into `eval`), or the path as given where those match too."""
+    labels = list(models)
+    for describe in (lambda d: Path(d).name, str):
+        repeated = {label for label in labels if labels.count(label) > 1}
+        labels = [f"{model} ({describe(d)})" if label in repeated else label
+                  for model, label, d in zip(models, labels, directories)]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UsageError(f"the same result directory is given twice: {', '.join(repeated)}")
+    return labels
+
+
 def compare_command(args) -> int:
     from evaluation.report import write_comparison
     from evaluation.results import read_results
@@ -226,10 +240,8 @@ def compare_command(args) -> int:
         if not rows:
             raise UsageError(f"{directory}/results.csv has no rows")
         runs.append(rows)
-    names = [run[0].model for run in runs]
-    for i, run in enumerate(runs):  # the same model evaluated twice: tell the runs apart by directory
-        if names.count(names[i]) > 1:
-            runs[i] = [replace(r, model=f"{r.model} ({Path(args.results[i]).name})") for r in run]
+    labels = _run_labels([run[0].model for run in runs], args.results)
+    runs = [[replace(r, model=label) for r in run] for run, label in zip(runs, labels)]
     with atomic_directory(output, overwrite=args.overwrite) as directory:
         write_comparison(runs, directory)
     print(f"compared {len(runs)} result sets → {output}/compare.md, compare.csv")

@@ -82,10 +82,12 @@ def register(subparsers) -> None:
         register_mix(commands)
 
 
-def _selected_phases(args) -> list:
+def _selected_phases(args, counts: dict | None = None) -> list:
+    """The schedule's phases (or the one --phase names); `top: N` phases rank languages by `counts` when given, as
+    `languages mix` and the training loader do with the shards' own counts."""
     from languages.schedule import find_phase, load_schedule
 
-    phases = load_schedule(args.schedule)
+    phases = load_schedule(args.schedule, counts=counts)
     return [find_phase(phases, args.phase)] if args.phase else phases
 
 
@@ -149,7 +151,7 @@ def sample_command(args) -> int:
     if args.max_epochs is not None and not (math.isfinite(args.max_epochs) and args.max_epochs > 0):
         raise UsageError(f"--max-epochs must be > 0, got {args.max_epochs:g}")
     counts = read_counts_csv(args.counts, ignore_unknown=args.ignore_unknown)
-    phases = _selected_phases(args)
+    phases = _selected_phases(args, counts)
     results = {}
     for phase in phases:
         phase_counts = {label: counts.get(label, 0) for label in phase.languages}

@@ -48,6 +48,7 @@ COMBINED_SCRIPTS = {"Jpan": ("Hani", "Hira", "Kana"), "Hang": ("Hani",)}
 
 _LABEL_PREFIX = re.compile(r"^__label__")
 _REGISTRY_LABEL = re.compile(r"^([a-z]{3})_([A-Z][a-z]{3})$")
+_SCRIPT_SUBTAG = re.compile(r"[-_][A-Za-z]{4}(?=[-_]|$)")  # BCP-47: a script is the only 4-letter subtag
 
 
 class UnknownLanguage(ValueError):
@@ -109,8 +110,11 @@ def primary_label(iso639_3: str) -> str:
 
 
 @lru_cache(maxsize=16384)
-def _individual_code(iso: str) -> str:
-    """Map a macrolanguage to the individual language the registry uses; other codes pass through."""
+def _individual_code(iso: str, script: str | None = None) -> str:
+    """Map a macrolanguage to the individual language the registry uses; other codes pass through.
+
+    The member with the most data wins, among those written in `script` when some are: Kurdish (`ku`) in Latin
+    script is Kurmanji (kmr_Latn), in Arabic script Central Kurdish (ckb_Arab)."""
     known = _scripts_by_iso()
     if iso in known:
         return iso
@@ -124,8 +128,10 @@ def _individual_code(iso: str) -> str:
         raise UnknownLanguage(f"unknown language code {iso!r}") from None
     members = [member.pt3 for member in lang.individuals()] if lang.scope() == "Macrolanguage" else []
     members = [m for m in members if m in known]
+    hint = SCRIPT_ALIASES.get(script or "", script)
+    in_script = [m for m in members if any(hint == s or hint in COMBINED_SCRIPTS.get(s, ()) for s in known[m])]
     if members:
-        return max(members, key=lambda m: (_words(m), m))
+        return max(in_script or members, key=lambda m: (_words(m), m))
     return lang.pt3 or iso
 
 
@@ -160,7 +166,7 @@ def normalize(label: str, script: str | None = None) -> str:
         return raw
     match = _REGISTRY_LABEL.match(raw)
     if match:  # GlotLID / FineWeb-2 style: language and script given
-        iso = _individual_code(match.group(1))
+        iso = _individual_code(match.group(1), match.group(2))
         return f"{iso}_{_pick_script(iso, match.group(2), match.group(2))}"
     if label.startswith("__label__"):  # only fastText labels use Wikipedia's codes; ISO 639-3 `als` is Tosk Albanian
         raw = LID176_QUIRKS.get(raw, raw)
@@ -173,9 +179,11 @@ def normalize(label: str, script: str | None = None) -> str:
         iso = None
     if not iso:
         raise UnknownLanguage(f"unknown language label {label!r}")
-    iso = _individual_code(iso)
-    likely = tag.maximize().script
-    return f"{iso}_{_pick_script(iso, tag.script or script, likely)}"
+    # A script the label spells out wins over the text's, the text's over one langcodes implies (deprecated `sh` →
+    # sr-Latn: Serbo-Croatian in Cyrillic text is srp_Cyrl).
+    script = (tag.script if _SCRIPT_SUBTAG.search(raw) else None) or script or tag.script
+    iso = _individual_code(iso, script)
+    return f"{iso}_{_pick_script(iso, script, tag.maximize().script)}"
 
 
 def normalize_or_none(label: str, script: str | None = None) -> str | None:

@@ -20,6 +20,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = _parse(text, int, "an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = _parse(text, float, "a number")
     if not (math.isfinite(value) and value > 0):

@@ -3,6 +3,7 @@ measure fertility. Each handler imports its heavy libraries itself so `mmbert --
 
 from __future__ import annotations
 
+from mmbert.argtypes import positive_float, positive_int
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.cli import HelpFormatter
 
@@ -78,8 +79,8 @@ def _add_pack(commands) -> None:
                    help="share of each language's documents held out for evaluation (default 0.01; a language "
                         "with two or more documents keeps at least one, a single document its last 10 %%)")
     p.add_argument("--languages", help="comma-separated registry labels to pack (default: all in the corpus)")
-    p.add_argument("--num-workers", type=int, default=1, help="Beam worker processes (default 1)")
-    p.add_argument("--shard-mb", type=float, default=256.0,
+    p.add_argument("--num-workers", type=positive_int, default=1, help="Beam worker processes (default 1)")
+    p.add_argument("--shard-mb", type=positive_float, default=256.0,
                    help="target text megabytes per output shard; sets how many shards (and parallel packers) "
                         "a large language gets (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the document hash (held-out choice and order)")
@@ -119,10 +120,10 @@ def _add_train(commands) -> None:
     p.add_argument("--corpus", required=True, help="corpus directory (output of `mmbert corpus build`)")
     p.add_argument("--vocab-size", type=int, required=True, help="vocabulary size including special and byte tokens")
     p.add_argument("--output", required=True, help="tokenizer directory to create")
-    p.add_argument("--temperature", type=float, default=0.3,
+    p.add_argument("--temperature", type=positive_float, default=0.3,
                    help="language sampling temperature τ > 0 (p ∝ bytes^τ; 1 = proportional to data, near 0 = near uniform; "
                         "default 0.3)")
-    p.add_argument("--max-mb", type=float, default=200.0, help="megabytes of training text to draw (default 200)")
+    p.add_argument("--max-mb", type=positive_float, default=200.0, help="megabytes of training text to draw (default 200)")
     p.add_argument("--languages", help="comma-separated registry labels (default: all in the corpus)")
     p.add_argument("--seed", type=int, default=0, help="seed of the text sample")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
@@ -146,9 +147,10 @@ def _add_fertility(commands) -> None:
         "fertility", help="tokens per word and bytes per token per language, for one or two tokenizers",
         description="Measure how many tokens each tokenizer spends per word and how many bytes each token covers, "
                     "per language of the corpus. Prints a markdown table; with --output also writes fertility.csv, "
-                    "fertility.md and fertility.png (tokenizers side by side). Words are counted by whitespace, "
-                    "except in scripts written without spaces (Han, Kana, Thai, Lao, Khmer, Myanmar, Tibetan…), "
-                    "where each character counts as a word.",
+                    "fertility.md and fertility.png (tokenizers side by side). Words are what the corpus stage's "
+                    "segmenter counts: runs of letters, marks and digits where words are spaced, ICU dictionary "
+                    "word breaking for Han, Japanese, Thai, Lao, Khmer, Myanmar and Tibetan; punctuation is not a "
+                    "word.",
         epilog="examples:\n"
                "  mmbert tokenizer fertility --corpus out/corpus --tokenizer gemma2\n"
                "  mmbert tokenizer fertility --corpus out/corpus --tokenizer gemma2 --tokenizer out/tok-32k "

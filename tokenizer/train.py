@@ -24,6 +24,7 @@ p ∝ bytes^τ (`languages.sampling.token_budgets`, capped at the text it has), 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -46,7 +47,8 @@ def sample_training_texts(files: dict[str, list[Path]], max_bytes: int, temperat
 
     Budgets come from temperature sampling over each language's text bytes, each capped at what the language has
     (the excess goes to the others). Within a language, documents are taken in the order of a seeded hash of their
-    id until the budget is spent — a deterministic sample that does not favour the first files.
+    id until the budget is spent, the last one cut to fit — a deterministic sample that does not favour the first
+    files, and as many bytes as the budget, even for a language of one long document.
     """
     from languages.sampling import token_budgets
 
@@ -57,33 +59,43 @@ def sample_training_texts(files: dict[str, list[Path]], max_bytes: int, temperat
         budget = budgets.get(label, 0)
         if budget <= 0:
             continue
-        # Keep documents whose hash falls under the share needed (with headroom), then take them in hash order.
-        share = min(1.0, 1.5 * budget / max(available[label], 1))
-        hashed = ((document_hash(doc_id, seed), text) for doc_id, text in iter_texts(paths))
-        chosen = sorted((key, text) for key, text in hashed if share >= 1.0 or hash_fraction(key) < share)
+        # Documents are held and sorted only for a range of hash fractions at a time: first those under the share
+        # the budget needs (with headroom), then, only while the budget is not met, ranges twice as wide. A large
+        # language never sits in memory whole, and a small one still fills its budget.
+        low, high = 0.0, min(1.0, 1.5 * budget / max(available[label], 1))
         texts, used = [], 0
-        for _, text in chosen:
-            if used >= budget:
+        while budget - used >= 4:  # else full: perhaps not even one more character fits
+            hashed = ((hash_fraction(document_hash(doc_id, seed)), text) for doc_id, text in iter_texts(paths))
+            in_range = sorted((fraction, text) for fraction, text in hashed  # the last range takes 1.0 too (rounding)
+                              if low <= fraction and (fraction < high or high >= 1.0))
+            for _, text in in_range:
+                text = text.encode("utf-8")[:budget - used].decode("utf-8", errors="ignore")  # cut on a character
+                texts.append(text)
+                used += len(text.encode("utf-8"))
+                if budget - used < 4:
+                    break
+            if high >= 1.0:
                 break
-            texts.append(text)
-            used += len(text.encode("utf-8"))
+            low, high = high, min(1.0, 2 * high)
+        texts = [text for text in texts if text]
         if texts:
             sample[label] = texts
     return sample, budgets
 
 
-def alphabet_size(texts: Iterator[str], coverage: float = CHARACTER_COVERAGE) -> int:
-    """How many of the most frequent characters cover `coverage` of all character occurrences."""
+def frequent_characters(texts: Iterator[str], coverage: float = CHARACTER_COVERAGE) -> list[str]:
+    """The most frequent characters that together cover `coverage` of all character occurrences, most frequent
+    first (ties by code point)."""
     counts = Counter()
     for text in texts:
         counts.update(text)
-    total, covered, size = sum(counts.values()), 0, 0
-    for _, count in counts.most_common():
+    total, covered, chosen = sum(counts.values()), 0, []
+    for char, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         if covered >= coverage * total:
             break
         covered += count
-        size += 1
-    return size
+        chosen.append(char)
+    return chosen
 
 
 def build_gemma_style_bpe(texts: list[str], vocab_size: int):
@@ -91,11 +103,17 @@ def build_gemma_style_bpe(texts: list[str], vocab_size: int):
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     learned_size = vocab_size - len(BYTE_TOKENS)  # the trainer's vocabulary: specials + alphabet + merges
+    digits = list("0123456789")
+    frequent = [char for char in frequent_characters(text.replace(" ", "▁") for text in texts)  # as normalised
+                if char not in digits]
+    alphabet = digits + frequent[:max(0, (learned_size - len(SPECIAL_TOKENS)) // 2 - len(digits))]
     trainer = trainers.BpeTrainer(
         vocab_size=learned_size,
         special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=list("0123456789"),  # every digit is a token, as in Gemma (not a byte sequence)
-        limit_alphabet=min(alphabet_size(texts), (learned_size - len(SPECIAL_TOKENS)) // 2),
+        # The alphabet is chosen here, not by the trainer's `limit_alphabet`, which cuts ties in counts in hash-map
+        # order (a different tokenizer from run to run); every digit is a token, as in Gemma (not a byte sequence).
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
         max_token_length=MAX_PIECE_LENGTH,
         show_progress=False,
     )
@@ -158,7 +176,7 @@ def train_tokenizer(corpus_dir, vocab_size: int, output_dir, temperature: float 
     if not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
         raise UsageError(f"--vocab-size must be at least {MIN_VOCAB_SIZE} (5 special + 256 byte tokens + pieces), "
                          f"got {vocab_size}")
-    if not temperature > 0:
+    if not (math.isfinite(temperature) and temperature > 0):
         raise UsageError(f"--temperature must be > 0 (1 = proportional to data, small = near uniform), got {temperature}")
     if max_bytes < 1:
         raise UsageError(f"--max-mb must be positive, got {max_bytes / 2**20}")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -354,9 +355,9 @@ def _int(value: Any, where: str, minimum: int | None = None) -> int:
 def _float(value: Any, where: str) -> float:
     if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"{where}: expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{where}: expected a finite number, got {value!r}")
     return float(value)

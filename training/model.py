@@ -57,13 +57,14 @@ class ModelConfig:
     mask_token_id: int = MASK_ID
 
     def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "global_every",
+                     "local_window", "max_position_embeddings"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"model config {name} must be positive, got {getattr(self, name)}")
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
             raise ValueError(
                 f"hidden_size {self.hidden_size} must split into num_heads {self.num_heads} heads of even size (RoPE)"
             )
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "global_every", "local_window"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"model config {name} must be positive, got {getattr(self, name)}")
 
     @property
     def head_dim(self) -> int:

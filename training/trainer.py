@@ -83,6 +83,10 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
     if loader.vocab_size and config.vocab_size < loader.vocab_size:
         raise UsageError(f"model.vocab_size {config.vocab_size} is smaller than the shards' tokenizer "
                          f"vocabulary ({loader.vocab_size})")
+    longest = max(phase.seq_len for phase in recipe.phases)
+    if config.max_position_embeddings < longest:  # the export records it, and evaluation caps its inputs there
+        raise UsageError(f"model.max_position_embeddings {config.max_position_embeddings} is shorter than the "
+                         f"longest phase's seq_len {longest}: set model.max_position_embeddings={longest}")
     torch.manual_seed(recipe.seed)  # the same initial weights on every process and every run
     model = MaskedLM(config)
     state = {"step": 0, "tokens_seen": 0, "tokens_per_language": {}}
@@ -117,6 +121,9 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
     bar = _progress_bar(recipe.total_tokens, state["tokens_seen"], progress and ctx.is_main)
     last: dict = {}
     interval_start, interval_tokens = time.perf_counter(), 0
+    if loader.finished and ctx.is_main:  # a finished run resumed: its loader state ends after the last phase
+        log.warning("every phase had already finished at step %d: nothing to train (a changed recipe, e.g. a larger "
+                    "budget, needs a new run directory)", state["step"])
     while not loader.finished:
         phase = loader.phase
         if (config.global_rope_theta, config.local_rope_theta) != (phase.rope_theta_global, phase.rope_theta_local):

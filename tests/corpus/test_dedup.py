@@ -85,6 +85,23 @@ def test_minhash_dedup_recall_and_precision_against_exact_jaccard(near_duplicate
         assert_that(survivors, check)
 
 
+def test_minhash_dedup_keeps_documents_that_only_share_an_id(near_duplicate_pairs):
+    # Two JSONL shards both numbered from "0": shard one holds A and a near copy of A (ids 0, 1), shard two an
+    # unrelated text under id 1. Only the near copy goes, in either input order.
+    (a, near_a, _), (unrelated, _, _) = [pair for pair in near_duplicate_pairs if pair[2] >= 0.8][:2]
+    documents = [dict(a, id="0"), dict(near_a, id="1"), dict(unrelated, id="1")]
+    documents = [dict(d, language=LANGUAGE, words=300) for d in documents]
+
+    def check(survivors):
+        assert sorted((d["id"], d["text"][:40], d["cluster_size"]) for d in survivors) == sorted(
+            [("0", a["text"][:40], 2), ("1", unrelated["text"][:40], 1)])
+
+    for ordered in (documents, documents[::-1]):
+        with BeamTestPipeline() as pipeline:
+            survivors = (pipeline | beam.Create(ordered) | transforms.MinHashDedup(MinHashConfig())).documents
+            assert_that(survivors, check)
+
+
 def test_exact_dedup_keeps_smallest_id_and_counts_copies():
     documents = [{"id": "b", "text": "Hello,  World! The same text.", "language": LANGUAGE, "words": 5},
                  {"id": "a", "text": "hello world the same text", "language": LANGUAGE, "words": 5},

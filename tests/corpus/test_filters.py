@@ -55,3 +55,12 @@ def test_segmentation_handles_scripts_without_spaces():
     assert len(split_words("ភាសាខ្មែរគឺជាភាសាដ៏ស្រស់ស្អាត", "Khmr")) >= 4
     assert split_words("नमस्ते दुनिया, यह हिंदी है।", "Deva") == ["नमस्ते", "दुनिया", ",", "यह", "हिंदी", "है", "।"]
     assert split_words("Hello, world", "Latn") == ["Hello", ",", "world"]
+
+
+def test_zero_width_joiners_stay_inside_words():
+    # Persian writes some words with a zero-width non-joiner (U+200C); Malayalam's old-style chillu ends a word with
+    # a zero-width joiner (U+200D). Neither splits the word; an emoji ZWJ sequence stays one symbol token.
+    assert split_words("من می\u200cخواهم کتاب\u200cها را بخوانم", "Arab") == [
+        "من", "می\u200cخواهم", "کتاب\u200cها", "را", "بخوانم"]
+    assert split_words("അവന്\u200d വന്നു", "Mlym") == ["അവന്\u200d", "വന്നു"]
+    assert split_words("family 👨\u200d👩\u200d👧 here", "Latn") == ["family", "👨\u200d👩\u200d👧", "here"]

@@ -134,6 +134,19 @@ def test_jsonl_and_parquet_inputs(tmp_path):
     assert _outcomes(parquet)[0] == {"no_text_column": 1}
 
 
+def test_a_bad_jsonl_line_costs_only_itself(tmp_path):
+    # A line that is not UTF-8 and a text with half a surrogate pair (valid JSON, but no UTF-8 writer accepts it),
+    # among enough good lines to span several 8 KB decoding chunks: every good line is kept, each bad one counted.
+    lines = [json.dumps({"id": f"d{i}", "text": f"Document numéro {i} " + "texte " * 20}).encode() for i in range(400)]
+    lines[100] = b'{"id": "half", "text": "emoji \\ud83d cut in half"}'
+    lines[200] = '{"id": "latin1", "text": "café crème"}'.encode("latin-1")
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    counts, documents = _outcomes(path)
+    assert counts == {"ok": 398, "bad_utf8": 2}
+    assert [d["id"] for d in documents] == [f"d{i}" for i in range(400) if i not in (100, 200)]
+
+
 def test_resolve_inputs_globs_manifests_and_errors(tmp_path):
     assert len(resolve_inputs([str(WARC / "*.warc.gz")])) == 5
     manifest = tmp_path / "warc.paths.gz"

@@ -20,6 +20,7 @@ from apache_beam.testing.util import assert_that
 from corpus import transforms
 from corpus.pipeline import BuildConfig, run_build
 from mmbert.cli import main
+from mmbert.errors import UsageError
 from mmbert.paths import DATA_DIR
 
 WARC = DATA_DIR / "warc"
@@ -114,6 +115,17 @@ def test_stats_count_every_removal(built):
     assert low and all(row["reason"] == "lid_low_confidence" and row["language_score"] is not None for row in low)
 
 
+def test_a_reason_from_two_steps_before_language_id_adds_up():
+    from corpus.stats import assemble
+
+    rows = [(("", "read", "empty_text"), (2, 0, 0)), (("", "extract", "empty_text"), (1, 44, 0)),
+            (("fra_Latn", "in", ""), (5, 500, 80)), (("fra_Latn", "out", ""), (5, 500, 80))]
+    for ordered in (rows, rows[::-1]):
+        stats = assemble(ordered, {})
+        assert stats["removed_before_language_id"] == {"empty_text": {"documents": 3, "bytes": 44, "words": 0}}
+        assert stats["totals"]["removed"] == {"empty_text": 3}
+
+
 def test_duplicates_removed_with_cluster_size(built):
     output, stats = built
     english = [row for f in glob.glob(f"{output}/eng_Latn/*.parquet") for row in pq.read_table(f).to_pylist()]
@@ -176,6 +188,11 @@ def test_cli_usage_errors_write_nothing(built, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(target), "--languages", "xx_Nope"]) == 2
     assert main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(target), "--lid-model", "/no/model"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own check: the MinHash seed cannot be negative
+        main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(target), "--seed", "-1"])
+    assert exit_info.value.code == 2 and "--seed: must be >= 0" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="seed -1"):  # and the API's
+        run_build([MAIN_INPUTS[0]], str(target), BuildConfig(minhash=transforms.dedup.MinHashConfig(seed=-1)))
     incomplete = tmp_path / "half"
     (incomplete / "fra_Latn").mkdir(parents=True)
     assert main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(incomplete), "--languages", "fra"]) == 2

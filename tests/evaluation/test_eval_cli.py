@@ -210,6 +210,21 @@ def test_compare_bad_input(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_compare_tells_apart_runs_with_the_same_model_and_directory_names(tmp_path, capsys):
+    # Two `mmbert run` outputs: both evaluate their export `model` into `eval`.
+    for run, value in (("a", 0.25), ("b", 0.75)):
+        (tmp_path / run / "eval").mkdir(parents=True)
+        (tmp_path / run / "eval" / "results.csv").write_text(
+            f"model,task,language,metric,value,n,status\nmodel,mlm,fra_Latn,accuracy,{value},4,ok\n", encoding="utf-8")
+    first, second = str(tmp_path / "a" / "eval"), str(tmp_path / "b" / "eval")
+    assert main(["eval", "compare", first, second, "--output", str(tmp_path / "o")]) == 0
+    with (tmp_path / "o" / "compare.csv").open(encoding="utf-8") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert (row[f"model ({first})"], row[f"model ({second})"]) == ("0.25", "0.75")
+    error = run_failing(["eval", "compare", first, first, "--output", str(tmp_path / "o2")], capsys)
+    assert "the same result directory is given twice" in error and not (tmp_path / "o2").exists()
+
+
 def test_help_explains_both_commands(capsys):
     for argv in (["eval", "--help"], ["eval", "compare", "--help"]):
         with pytest.raises(SystemExit) as exit_info:

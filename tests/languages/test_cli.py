@@ -39,6 +39,18 @@ def test_sample_pretrain_on_fineweb2_counts(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sample_ranks_top_n_phases_by_the_counts_given(tmp_path):
+    # As `languages mix` and the training loader do: English has no words in FineWeb-2's table (FineWeb-2 has no
+    # English), but tops these counts.
+    counts = tmp_path / "counts.csv"
+    counts.write_text("language,tokens\neng_Latn,1000000000\nfra_Latn,5000\nswh_Latn,10\n")
+    schedule = tmp_path / "top2.yaml"
+    schedule.write_text("phases:\n  - {name: two, temperature: 0.7, top: 2}\n")
+    result = mmbert("languages", "sample", "--counts", str(counts), "--schedule", str(schedule), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)["two"]) == {"eng_Latn", "fra_Latn"}
+
+
 @pytest.mark.parametrize("content, message", [
     ("language,tokens\nfra,10\nxyz,3\n", "xyz"),
     ("lang,n\nfra,10\n", "header"),

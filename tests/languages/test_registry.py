@@ -49,6 +49,14 @@ def test_script_hint_picks_among_a_languages_scripts():
     # Japanese kana/kanji and Chinese simplified/traditional meet FineWeb-2's combined codes
     assert normalize("ja", script="Hira") == "jpn_Jpan"
     assert normalize("zh", script="Hant") == "cmn_Hani"
+    # a macrolanguage's member is chosen among those written in the text's script: lid.176's `ku` on Latin text is
+    # Kurmanji (in the mid-training and decay sets), not Central Kurdish (Arabic script; no Latin-script data)
+    assert normalize("__label__ku", script="Latn") == "kmr_Latn"
+    assert normalize("__label__ku", script="Arab") == "ckb_Arab"
+    assert normalize("__label__az", script="Arab") == "azb_Arab" and normalize("__label__az") == "azj_Latn"
+    # a script langcodes only implies (deprecated `sh` → sr-Latn) yields to the text's; one the label spells out wins
+    assert normalize("__label__sh", script="Cyrl") == "srp_Cyrl" and normalize("sh") == "srp_Latn"
+    assert normalize("sr-Latn", script="Cyrl") == "srp_Latn"
 
 
 @pytest.mark.parametrize("label", ["", "__label__", "xyz", "__label__qqq_Latn", "not a language"])

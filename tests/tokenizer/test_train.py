@@ -75,6 +75,17 @@ def test_sample_is_language_balanced(udhr_corpus_dir):
         label: len(texts) for label, texts in sample_training_texts(files, 60_000, 0.1)[0].items()}
 
 
+def test_every_language_gets_its_budget_even_from_few_documents(udhr_corpus_dir):
+    # The UDHR corpus has a few documents per language: a sample that only took documents hashed under the share
+    # it needed left some languages empty and gave others twice their budget.
+    files = corpus_languages(udhr_corpus_dir)
+    sample, budgets = sample_training_texts(files, 150_000, 0.3)
+    used = {label: sum(len(text.encode("utf-8")) for text in texts) for label, texts in sample.items()}
+    assert set(used) == {label for label, budget in budgets.items() if budget > 0}
+    assert all(budgets[label] - 4 < used[label] <= budgets[label] for label in used), {
+        label: (used[label], budgets[label]) for label in used if not budgets[label] - 4 < used[label] <= budgets[label]}
+
+
 def test_training_is_deterministic(udhr_corpus_dir, trained, tmp_path):
     output, _ = trained
     train_tokenizer(udhr_corpus_dir, 1000, tmp_path / "again", temperature=0.3, max_bytes=400_000)
@@ -84,10 +95,15 @@ def test_training_is_deterministic(udhr_corpus_dir, trained, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--vocab-size", "100"], "--vocab-size"),
     (["--vocab-size", "1000", "--temperature", "0"], "--temperature"),
+    (["--vocab-size", "1000", "--temperature", "inf"], "--temperature"),
+    (["--vocab-size", "1000", "--max-mb", "nan"], "--max-mb"),
     (["--vocab-size", "1000", "--languages", "eng_Latn,nld_Latn,xx-not-a-language"], "languages"),
 ])
 def test_cli_bad_arguments_exit_2(argv, message, udhr_corpus_dir, tmp_path, capsys):
-    code = main(["tokenizer", "train", "--corpus", str(udhr_corpus_dir), "--output", str(tmp_path / "tok"), *argv])
+    try:
+        code = main(["tokenizer", "train", "--corpus", str(udhr_corpus_dir), "--output", str(tmp_path / "tok"), *argv])
+    except SystemExit as exit_info:  # argparse's own checks
+        code = exit_info.code
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "tok").exists()
 

@@ -116,6 +116,10 @@ def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(reference_run, sh
     final = load_file(run / "checkpoints" / "step-00000040" / "model.safetensors")
     reference = load_file(uninterrupted / "checkpoints" / "step-00000040" / "model.safetensors")
     assert all(torch.equal(final[name], reference[name]) for name in reference)
+    # Resuming the finished run trains nothing, and says so.
+    again = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(run), "--resume", "auto", *args)
+    assert again.returncode == 0 and "every phase had already finished at step 40: nothing to train" in again.stderr
+    assert len(read_metrics(run)) == len(expected)
 
 
 def test_unusable_runs_exit_2_before_writing(shards_64, tmp_path, capsys):
@@ -132,6 +136,15 @@ def test_unusable_runs_exit_2_before_writing(shards_64, tmp_path, capsys):
     assert "no packed shards" in capsys.readouterr().err
     assert main(train + [f"data.shards={shards_64}", "batch.global_size=0"]) == 2
     assert "batch.global_size" in capsys.readouterr().err
+    assert main(train + [f"data.shards={shards_64}", "model.num_heads=0"]) == 2
+    assert "num_heads must be positive" in capsys.readouterr().err
+    assert main(train + [f"data.shards={shards_64}", "optimizer.weight_decay=.nan"]) == 2
+    assert "optimizer.weight_decay: expected a finite number" in capsys.readouterr().err
+    assert main(train + [f"data.shards={shards_64}", "phases.0.rope_theta=.inf"]) == 2
+    assert "rope_theta: expected a finite number" in capsys.readouterr().err
+    # the export records it and evaluation caps its inputs there: shorter than the training rows is a mistake
+    assert main(train + [f"data.shards={shards_64}", "model.max_position_embeddings=32"]) == 2
+    assert "model.max_position_embeddings 32 is shorter than the longest phase's seq_len 64" in capsys.readouterr().err
     assert not run.exists()
 
 
