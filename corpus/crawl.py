@@ -182,7 +182,7 @@ def _run_pipeline(urls, output_dir, policy, num_shards, num_workers, beam_args) 
         "policy": dataclasses.asdict(policy),
     }
     with pipeline:
-        _ = pipeline | "ReadUrls" >> beam.io.ReadFromText(urls) | "Crawl" >> Crawl(
+        _ = pipeline | "ReadUrls" >> beam.io.ReadFromText(urls, coder=beam.coders.BytesCoder()) | "Crawl" >> Crawl(
             output_dir, policy, num_shards, parameters
         )
     with FileSystems.open(FileSystems.join(output_dir, STATS_FILE)) as handle:

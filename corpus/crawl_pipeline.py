@@ -26,8 +26,11 @@ STATS_FILE = "crawl_stats.json"
 EVENTS = ("redirects", "retries", "bytes_fetched")
 
 
-def clean_url_line(line: str) -> str | None:
-    """A URL from one line of the list: blank lines and `#` comments are skipped, surrounding space stripped."""
+def clean_url_line(line: bytes | str) -> str | None:
+    """A URL from one line of the list: blank lines and `#` comments are skipped, surrounding space stripped. A line
+    that is not UTF-8 keeps U+FFFD where its bad bytes were, which `url_problem` calls an invalid URL."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
     url = line.strip()
     return url if url and not url.startswith("#") else None
 

@@ -10,6 +10,8 @@ Extraction: resiliparse (default, fast) or trafilatura (`extractor="trafilatura"
 
 from __future__ import annotations
 
+import codecs
+
 from resiliparse.parse.encoding import detect_encoding
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml")
@@ -25,14 +27,30 @@ def decode_payload(payload: bytes, declared: str | None) -> str | None:
     ISO-8859-1 decode anything, so a wrong label would silently give mojibake.
     """
     candidates = ["utf-8", declared, detect_encoding(payload[:65536])]
+    wide = wide_unicode(payload, declared)
+    if wide:  # ASCII in UTF-16 is valid UTF-8 too (with NULs): the byte-order mark or label goes first
+        candidates = [wide, *candidates]
     for encoding in candidates:
         if not encoding:
             continue
         try:
             return payload.decode(encoding)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):  # UnicodeError itself: codecs such as `undefined` raise it
             continue
     return None
+
+
+def wide_unicode(payload: bytes, declared: str | None) -> str | None:
+    """The codec when the payload is UTF-16 or UTF-32 by its byte-order mark or its label (its NUL bytes are then
+    text, not a sign of binary data), else None."""
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if payload.startswith(bom):
+            return codec
+    try:
+        return declared if codecs.lookup(declared or "").name.startswith(("utf-16", "utf-32")) else None
+    except LookupError:
+        return None
 
 
 def garbage_ratio(text: str) -> float:
@@ -69,7 +87,7 @@ def extract_text(record: dict, extractor: str = "resiliparse") -> tuple[dict | N
     payload: bytes = record["payload"]
     if not payload:
         return None, "empty_payload"
-    if b"\x00" in payload[:4096]:
+    if b"\x00" in payload[:4096] and not wide_unicode(payload, record.get("charset")):
         return None, "binary_garbage"
     content_type = (record.get("content_type") or "").split(";")[0].strip().lower()
     sniffed_html = not content_type and looks_like_html(payload)

@@ -65,11 +65,15 @@ def url_origin(url: str) -> str | None:
     if not parts.hostname:
         return None
     port = port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return f"{parts.scheme.lower()}://{parts.hostname.lower()}:{port}"
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+    return f"{parts.scheme.lower()}://{host}:{port}"
 
 
 def url_problem(url: str) -> str | None:
     """`bad_scheme` or `invalid_url` for a URL the crawler must not fetch, None for a fetchable one."""
+    if "\ufffd" in url:  # a line of the URL list that was not UTF-8
+        return "invalid_url"
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
@@ -183,8 +187,12 @@ class PoliteFetcher:
                 elif response.status_code >= 400:
                     parser.allow_all = True
                 else:
-                    body = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True)
-                    parser.parse(body.decode("utf-8", errors="replace").splitlines())
+                    deadline = time.monotonic() + self.policy.read_timeout_s
+                    body, in_time = _read_within(response.raw, ROBOTS_MAX_BYTES, deadline, decode_content=True)
+                    if in_time:
+                        parser.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace").splitlines())
+                    else:
+                        parser = None  # a robots.txt that never finishes arriving: unreachable
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
             parser = None
         if parser is not None:
@@ -236,23 +244,26 @@ class PoliteFetcher:
     def _get_once(self, url: str) -> _Response:
         date = datetime_to_iso_date(datetime.now(timezone.utc))
         started = time.monotonic()
-        with self.session.get(url, timeout=self._timeouts(), stream=True, allow_redirects=False) as response:
+        try:
+            response = self.session.get(url, timeout=self._timeouts(), stream=True, allow_redirects=False)
+        except ValueError as error:  # requests parses a redirect's Location even when not following it
+            raise _Skip("invalid_url", f"{type(error).__name__}: {error}") from None
+        with response:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.policy.max_bytes:
                 raise _Skip("too_large", f"Content-Length {declared} > {self.policy.max_bytes}", response.status_code)
-            body = io.BytesIO()
             # The raw stream keeps any Content-Encoding, so the stored body matches the stored headers.
-            for chunk in response.raw.stream(64 * 1024, decode_content=False):
-                body.write(chunk)
-                if body.tell() > self.policy.max_bytes:
-                    raise _Skip("too_large", f"body over {self.policy.max_bytes} bytes", response.status_code)
-                if time.monotonic() - started > self.policy.read_timeout_s:
-                    raise _Skip("timeout", f"body took over {self.policy.read_timeout_s}s", response.status_code)
+            body, in_time = _read_within(response.raw, self.policy.max_bytes, started + self.policy.read_timeout_s,
+                                         decode_content=False)
+            if len(body) > self.policy.max_bytes:
+                raise _Skip("too_large", f"body over {self.policy.max_bytes} bytes", response.status_code)
+            if not in_time:
+                raise _Skip("timeout", f"body took over {self.policy.read_timeout_s}s", response.status_code)
             return _Response(
                 status=response.status_code,
                 reason=response.reason or "",
                 headers=list(response.raw.headers.iteritems()),
-                body=body.getvalue(),
+                body=body,
                 request_headers=list(response.request.headers.items()),
                 date=date,
             )
@@ -261,9 +272,13 @@ class PoliteFetcher:
         location = next((value for key, value in response.headers if key.lower() == "location"), None)
         if not location:
             raise _Skip("http_error", f"HTTP {response.status} without Location", response.status)
-        target = urllib.parse.urljoin(current, location.strip())
-        if url_problem(target):
-            raise _Skip("bad_scheme", f"redirect to {target!r}", response.status)
+        try:
+            target = urllib.parse.urljoin(current, location.strip())
+        except ValueError:  # e.g. a malformed IPv6 host: one bad header must not stop the crawl
+            raise _Skip("invalid_url", f"redirect to {location!r}", response.status) from None
+        problem = url_problem(target)
+        if problem:
+            raise _Skip(problem, f"redirect to {target!r}", response.status)
         if target in seen:
             raise _Skip("redirect_loop", f"redirect back to {target}", response.status)
         if result.redirects >= self.policy.max_redirects:
@@ -271,6 +286,20 @@ class PoliteFetcher:
         seen.add(target)
         result.redirects += 1
         return target
+
+
+def _read_within(raw, limit: int, deadline: float, decode_content: bool) -> tuple[bytes, bool]:
+    """(up to `limit` + 1 bytes of a body, whether it all came before `deadline` (time.monotonic())). One socket
+    read at a time (`read1`), so a server dripping a byte now and then cannot hold a worker past the deadline."""
+    body = io.BytesIO()
+    while body.tell() <= limit:
+        chunk = raw.read1(64 * 1024, decode_content=decode_content)
+        if not chunk:
+            return body.getvalue(), True
+        body.write(chunk)
+        if time.monotonic() > deadline:
+            return body.getvalue(), False
+    return body.getvalue(), True
 
 
 def retry_after_seconds(headers: list[tuple[str, str]]) -> float:

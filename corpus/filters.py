@@ -16,8 +16,8 @@ Thresholds (Rae et al. 2021, Gopher, table A1; Penedo et al. 2024, FineWeb; Fine
     duplicate lines (fraction)        ≤ 0.3     dup_line_frac
     top 2/3/4-gram char fraction      .20/.18/.16  top_n_grams
     duplicate 5…10-gram char fraction .15 … .10    dup_n_grams
-    lines ending in punctuation       > 0.12    line_punct_thr
-    duplicate line chars              < 0.1     same (FineWeb-2's value; FineWeb English used 0.01)
+    non-empty lines ending in punct.  ≥ 0.12    line_punct_thr (0 turns the rule off)
+    duplicate line chars              ≤ 0.1     same (FineWeb-2's value; FineWeb English used 0.01)
     newlines per word                 ≤ 0.3     new_line_ratio
 
 Like FineWeb-2, the paragraph rules and the duplicate-line-character rule of Gopher repetition are off (extractors
@@ -207,7 +207,7 @@ def gopher_quality(text: str, words: list[str], settings: FilterSettings, signal
 
 
 def gopher_repetition(text: str, words: list[str], settings: FilterSettings, signals: dict) -> str | None:
-    lines = text.splitlines() or [text]
+    lines = [line for line in text.split("\n") if line] or [text]  # runs of newlines split once, as datatrove
     dup_lines, _ = find_duplicates(lines)
     signals["dup_line_frac"] = dup_lines / len(lines)
     if dup_lines / len(lines) > settings.dup_line_frac:
@@ -225,13 +225,13 @@ def gopher_repetition(text: str, words: list[str], settings: FilterSettings, sig
 
 def fineweb_quality(text: str, words: list[str], settings: FilterSettings, signals: dict) -> str | None:
     lines = text.split("\n")
-    punct_ratio = sum(line.rstrip().endswith(TERMINAL_PUNCTUATION) for line in lines) / len(lines)
+    non_empty = [line for line in lines if line.strip()] or [""]
+    punct_ratio = sum(line.rstrip().endswith(TERMINAL_PUNCTUATION) for line in non_empty) / len(non_empty)
     signals["line_punct_ratio"] = punct_ratio
-    if punct_ratio <= settings.line_punct_thr:
+    if punct_ratio < settings.line_punct_thr:  # as datatrove: FineWeb-2's threshold 0 (77 languages) turns it off
         return "fineweb_line_punct_ratio"
-    non_empty = [line for line in lines if line.strip()]
     chars = max(len(text) - text.count("\n"), 1)
-    if find_duplicates(non_empty)[1] / chars >= settings.char_duplicates_ratio:
+    if find_duplicates(non_empty)[1] / chars > settings.char_duplicates_ratio:
         return "fineweb_char_dup_ratio"
     ratio = text.count("\n") / max(len(words), 1)
     signals["new_line_ratio"] = ratio

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from mmbert.argtypes import non_negative_int
 from mmbert.errors import UsageError
 
 TASKS = ("mlm", "retrieval", "classification", "fertility")
@@ -59,7 +60,8 @@ def register(subparsers) -> None:
     data.add_argument("--tokenizer", help="tokenizer spec (gemma2, a tokenizer.json, …) if the model lacks one")
     data.add_argument("--schedule", help="phases YAML for grouping languages by phase (default: mmBERT's)")
     knobs = parser.add_argument_group("settings")
-    knobs.add_argument("--seed", type=int, default=0, help="masked positions and classifier initialisation")
+    knobs.add_argument("--seed", type=non_negative_int, default=0,
+                       help="masked positions and classifier initialisation")
     knobs.add_argument("--batch-size", type=int, default=32)
     knobs.add_argument("--device", help="cpu, cuda, cuda:1, … (default: the first GPU if any, else the CPU)")
     knobs.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",

@@ -14,6 +14,17 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it; once, at import, then restored
+    os.umask(mask)
+    return mask
+
+
+# mkstemp and mkdtemp create owner-only entries (0600 / 0700); a finished output gets the permissions a plain
+# open() or mkdir() would have given it, so exported models, shards and reports are readable as usual.
+_UMASK = _process_umask()
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator:
     """Open a temporary file beside `path`; on success fsync and rename it to `path`, on error remove it."""
@@ -21,6 +32,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         with open(tmp, mode, **open_kwargs) as handle:
             yield handle
@@ -47,6 +59,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         old = None

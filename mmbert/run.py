@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -68,10 +69,30 @@ def load_run_recipe(path: str) -> dict:
     for key in ("output", "corpus", "train"):
         if key not in recipe:
             raise UsageError(f"{recipe_path}: '{key}' is required")
-    corpus = recipe["corpus"] if isinstance(recipe["corpus"], dict) else {}
-    for key in ("inputs", "manifests"):
-        if not isinstance(corpus.get(key, []), list):
-            raise UsageError(f"{recipe_path}: corpus.{key} must be a list")
+    if not isinstance(recipe["output"], str) or not recipe["output"]:
+        raise UsageError(f"{recipe_path}: output must be a directory path, got {recipe['output']!r}")
+    for key in ("schedule", "tokenizer"):
+        if recipe.get(key) is not None and not isinstance(recipe[key], str):
+            raise UsageError(f"{recipe_path}: {key} must be a path or name, got {recipe[key]!r}")
+    # Lists stay lists: a string where a list belongs would otherwise be taken apart into its characters.
+    sections = {"corpus": ("inputs", "manifests", "args"), "pack": ("args",), "mixture": ("args",),
+                "train": ("overrides", "launcher"), "eval": ("tasks", "args")}
+    for section, keys in sections.items():
+        value = recipe.get(section)
+        if value is None or (section == "mixture" and isinstance(value, bool)):
+            continue
+        if not isinstance(value, dict):
+            raise UsageError(f"{recipe_path}: {section} must be a mapping, got {value!r}")
+        for key in keys:
+            items = value.get(key, [])
+            if not isinstance(items, list) or any(isinstance(item, (dict, list)) or item is None for item in items):
+                raise UsageError(f"{recipe_path}: {section}.{key} must be a list of strings, got {items!r}")
+    from evaluation.cli import TASKS
+
+    unknown_tasks = sorted(set((recipe.get("eval") or {}).get("tasks", [])) - set(TASKS))
+    if unknown_tasks:  # found now, not after the training
+        raise UsageError(f"{recipe_path}: eval.tasks: unknown {unknown_tasks}; choose from {', '.join(TASKS)}")
+    corpus = recipe["corpus"] or {}
     if not corpus.get("inputs") and not corpus.get("manifests"):
         raise UsageError(f"{recipe_path}: corpus.inputs (paths or globs) or corpus.manifests (files listing paths) "
                          "must name at least one input")
@@ -86,9 +107,16 @@ def _args(section, key: str = "args") -> list[str]:
     return [str(value) for value in values]
 
 
-def plan_stages(recipe: dict, output: Path, write_schedules: bool = True) -> list[tuple[str, list[str], Path]]:
-    """(name, command, output path) for each stage, in order. `write_schedules`: write the mixture schedules the
-    mixture stages read (a dry run only prints the commands)."""
+class Stage(NamedTuple):
+    name: str
+    command: list[str]  # `mmbert` arguments
+    result: Path | None  # what exists once it finished (None: nothing to check)
+    writes: dict  # Path → text this tool writes just before the stage runs (a mixture's schedule)
+
+
+def plan_stages(recipe: dict, output: Path) -> list[Stage]:
+    """Every stage, in order. Nothing is written: a mixture stage's schedule is written when the stage runs, and
+    fingerprinted from its text until then."""
     from training.config import load_recipe
 
     tokenizer = str(recipe.get("tokenizer") or "gemma2")
@@ -99,6 +127,7 @@ def plan_stages(recipe: dict, output: Path, write_schedules: bool = True) -> lis
                           *_args(recipe["corpus"])], corpus / "_SUCCESS")]
     stages.append(("corpus-stats", ["corpus", "stats", str(corpus), "--plot", str(reports / "corpus.png")],
                    reports / "corpus.png"))
+    schedules: dict[str, dict] = {}
     schedule = ["--schedule", str(recipe["schedule"])] if recipe.get("schedule") else []
     stages.append(("sampling", ["languages", "sample", "--counts", str(corpus / "counts.csv"), *schedule,
                                 "--ignore-unknown", "--plot", str(reports / "sampling.png")], reports / "sampling.png"))
@@ -122,8 +151,7 @@ def plan_stages(recipe: dict, output: Path, write_schedules: bool = True) -> lis
         for seq_len in seq_lens:
             mixture = output / f"mixtures-{seq_len}"
             schedule_file = output / f"mixtures-{seq_len}.schedule.yaml"
-            if write_schedules:
-                write_mixture_schedule(train_recipe, seq_len, schedule_file)
+            schedules[f"mixture-{seq_len}"] = {schedule_file: mixture_schedule(train_recipe, seq_len)}
             stages.append((f"mixture-{seq_len}", ["languages", "mix", "--shards", str(output / f"shards-{seq_len}"),
                                                   "--schedule", str(schedule_file), "--seed", str(train_recipe.seed),
                                                   "--output", str(mixture), "--overwrite",
@@ -142,10 +170,10 @@ def plan_stages(recipe: dict, output: Path, write_schedules: bool = True) -> lis
                             "--shards", str(output / f"shards-{seq_lens[-1]}"), "--tokenizer", tokenizer,
                             "--output", str(output / "eval"), "--overwrite", *_args(evaluation)],
                    output / "eval" / "results.csv"))
-    return stages
+    return [Stage(name, command, result, schedules.get(name, {})) for name, command, result in stages]
 
 
-def write_mixture_schedule(train_recipe, seq_len: int, path: Path) -> None:
+def mixture_schedule(train_recipe, seq_len: int) -> str:
     """The training recipe's phases of one sequence length as a `languages` schedule, for `mmbert languages mix`."""
     phases = []
     for phase in train_recipe.phases:
@@ -155,17 +183,20 @@ def write_mixture_schedule(train_recipe, seq_len: int, path: Path) -> None:
         if "languages_file" in spec:  # the schedule lives elsewhere: keep the file it names
             spec["languages_file"] = str(Path(spec["languages_file"]).resolve())
         phases.append(spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, yaml.safe_dump({"phases": phases}, sort_keys=False))
+    return yaml.safe_dump({"phases": phases}, sort_keys=False)
 
 
-def input_fingerprint(command: list[str], output: Path) -> str:
+def input_fingerprint(command: list[str], output: Path, writes: dict | None = None) -> str:
     """A hash of the inputs a command names: files outside the run's output directory (recipes, manifests) and the
-    schedules written into it. Editing one makes the stage run again; the stages' own outputs never count."""
+    schedules written into it (`writes`: the text of those not written yet). Editing one makes the stage run
+    again; the stages' own outputs never count."""
     digest = hashlib.sha256()
     inside = output.resolve()
     for argument in command:
         path = Path(argument)
+        if writes and path in writes:
+            digest.update(argument.encode() + b"\0" + writes[path].encode("utf-8"))
+            continue
         if not path.is_file() or path.stat().st_size >= 1 << 20:
             continue
         if inside in path.resolve().parents and path.suffix not in (".yaml", ".yml"):
@@ -177,17 +208,17 @@ def input_fingerprint(command: list[str], output: Path) -> str:
 def run_command(args) -> int:
     recipe = load_run_recipe(args.recipe)
     output = Path(args.output or recipe["output"])
-    stages = plan_stages(recipe, output, write_schedules=not args.dry_run)
+    stages = plan_stages(recipe, output)
     launcher = [str(part) for part in (recipe["train"].get("launcher") or [])]
     markers = output / ".stages"
     started = time.monotonic()
     redo = args.force  # once a stage runs, every later stage runs too: it reads that stage's new output
-    for number, (name, command, result) in enumerate(stages, start=1):
+    for number, (name, command, result, writes) in enumerate(stages, start=1):
         stage_args = [*launcher, *command] if name == "train" else command  # what the stage runs, interpreter aside
         full = [*launcher, "-m", "mmbert", *command] if name == "train" and launcher else \
             [sys.executable, "-m", "mmbert", *command]
         marker = markers / f"{name}.json"
-        fingerprint = input_fingerprint(stage_args, output)
+        fingerprint = input_fingerprint(stage_args, output, writes)
         previous = json.loads(marker.read_text()) if marker.is_file() else {}
         # Another interpreter path (a moved or rebuilt .venv) does not make a finished stage run again. Markers
         # written before "args" existed recorded the full command and its fingerprint: compare those.
@@ -205,6 +236,13 @@ def run_command(args) -> int:
         if done:
             print(f"{header}: finished earlier, reused ({result or 'nothing to redo'})", flush=True)
             continue
+        # This stage and every later one are unfinished from now on: should this run stop here, the next one must
+        # not reuse a later stage built from this stage's previous output.
+        for later in stages[number - 1:]:
+            (markers / f"{later.name}.json").unlink(missing_ok=True)
+        for path, text in writes.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, text)
         if name == "train":
             note = prepare_run_directory(output / "run", markers / "train.started.json", command, fingerprint,
                                          forced=args.force, upstream_ran=upstream_ran)
@@ -269,7 +307,7 @@ def write_report(output: Path, stages) -> Path:
     """One markdown page that links every stage's summary and plots, with the timings of this and earlier runs."""
     lines = ["# mmbert run report", "", f"Output directory: `{output}`", "", "## Stages", "",
              "| stage | seconds | command |", "| --- | ---: | --- |"]
-    for name, command, _ in stages:
+    for name, command, _, _ in stages:
         marker = output / ".stages" / f"{name}.json"
         seconds = json.loads(marker.read_text()).get("seconds", "") if marker.is_file() else ""
         lines.append(f"| {name} | {seconds} | `mmbert {shlex.join(command)}` |")

@@ -41,6 +41,25 @@ def test_atomic_directory_replaces_only_when_finished(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
 
 
+def test_atomic_outputs_get_the_permissions_of_plain_ones(tmp_path):
+    # The temporary file and directory are created owner-only; what is renamed into place must not stay so, or an
+    # exported model or a shard directory would be unreadable to anyone else.
+    import os
+    import stat
+
+    plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain"
+    plain_file.write_text("x")
+    plain_dir.mkdir()
+    write_text_atomic(tmp_path / "atomic.txt", "x")
+    with atomic_directory(tmp_path / "atomic") as staging:
+        (staging / "inside").write_text("x")
+    def mode(path):
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    assert mode(tmp_path / "atomic.txt") == mode(plain_file)
+    assert mode(tmp_path / "atomic") == mode(plain_dir)
+
+
 @pytest.mark.parametrize("text, message", [("a: [", "not valid YAML"), ("- a\n- b\n", "mapping at the top level")])
 def test_read_yaml_mapping_names_the_problem(tmp_path, text, message):
     path = tmp_path / "r.yaml"

@@ -100,6 +100,18 @@ def make_handler(site: TestSite):
                     self.send(301, headers={"Location": f"/chain/{n - 1}"})
             elif path == "/to-ftp":
                 self.send(302, headers={"Location": "ftp://127.0.0.1/file.txt"})
+            elif path == "/bad-location":  # a host urljoin cannot even parse
+                self.send(302, headers={"Location": "http://[oops/"})
+            elif path == "/bad-port":
+                self.send(302, headers={"Location": "http://127.0.0.1:99999/"})
+            elif path == "/drip":  # 40 bytes, one every 0.1 s: no single read ever waits long
+                self.send_response(200)
+                self.send_header("Content-Length", "40")
+                self.end_headers()
+                for _ in range(40):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
             else:
                 self.send(404, b"not found")
 
@@ -151,6 +163,7 @@ def test_origin_is_scheme_host_and_port():
     assert url_origin("http://Example.org/a?b") == "http://example.org:80"
     assert url_origin("https://example.org/") == "https://example.org:443"
     assert url_origin("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080"
+    assert url_origin("http://[::1]:8080/x") == "http://[::1]:8080"  # robots.txt lives at a URL that parses
 
 
 def test_throttle_spaces_request_starts():
@@ -275,9 +288,20 @@ def test_redirects_are_followed_and_bounded(serve):
     assert site.hits["/loop/a"] == 1 and site.hits["/loop/b"] == 1
 
 
-def test_redirect_to_another_scheme_is_rejected(serve):
+def test_redirect_to_another_scheme_or_an_unusable_url_is_rejected(serve):
     base = serve(TestSite())
-    assert PoliteFetcher(fast_policy()).fetch(f"{base}/to-ftp").outcome == "bad_scheme"
+    fetcher = PoliteFetcher(fast_policy())
+    assert fetcher.fetch(f"{base}/to-ftp").outcome == "bad_scheme"
+    assert fetcher.fetch(f"{base}/bad-location").outcome == "invalid_url"  # urljoin raised: counted, not fatal
+    assert fetcher.fetch(f"{base}/bad-port").outcome == "invalid_url"
+
+
+def test_a_body_dripping_in_is_cut_at_the_read_timeout(serve):
+    # Every byte arrives well inside the socket timeout; the whole body would take 4 s.
+    base = serve(TestSite())
+    started = time.monotonic()
+    result = PoliteFetcher(fast_policy(read_timeout_s=0.5, max_retries=0)).fetch(f"{base}/drip")
+    assert result.outcome == "timeout" and time.monotonic() - started < 2.0
 
 
 def test_non_http_url_is_rejected_without_a_request(serve):
@@ -314,14 +338,16 @@ def test_crawl_job_writes_warcs_and_stats(serve, tmp_path):
         + "\n".join([f"{a}/page/{n}" for n in range(4)] + [f"{b}/page/{n}" for n in range(4)])
         + f"\n{a}/page/0\n\n{a}/private/x\nftp://127.0.0.1/file.txt\n{b}/missing\n{b}/chain/1\n"
     )
+    with urls.open("ab") as handle:  # and a line that is not UTF-8: an invalid URL, not a failed job
+        handle.write(f"{a}/caf".encode() + b"\xe9\n")
     out = tmp_path / "crawl"
     stats = run_crawl(str(urls), str(out), fast_policy(delay_s=0.2), num_shards=2, num_workers=2)
 
     assert (out / "_SUCCESS").exists()
     assert json.loads((out / "crawl_stats.json").read_text()) == stats
-    assert stats["urls"] == 12
+    assert stats["urls"] == 13
     assert {k: v for k, v in stats["outcomes"].items() if v} == {
-        "fetched": 9, "robots_disallowed": 1, "bad_scheme": 1, "http_error": 1,
+        "fetched": 9, "robots_disallowed": 1, "bad_scheme": 1, "http_error": 1, "invalid_url": 1,
     }
     assert stats["events"]["redirects"] == 1
     assert stats["parameters"]["policy"]["delay_s"] == 0.2 and stats["parameters"]["runner"] == "DirectRunner"

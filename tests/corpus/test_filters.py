@@ -31,6 +31,11 @@ def test_each_rule_fires_with_its_reason(udhr_texts):
     assert quality_filter(repeated, "eng_Latn")[0] == "gopher_dup_line_frac"
     no_punctuation = "\n".join(line.rstrip(".;:!?") for line in english.splitlines())
     assert quality_filter(no_punctuation, "eng_Latn")[0] == "fineweb_line_punct_ratio"
+    # FineWeb-2 turns the rule off for 77 languages with a threshold of 0 (German among them), as datatrove reads it
+    german = "\n".join(line.rstrip(".;:!?") for line in "\n".join(udhr_texts["deu_Latn"]).splitlines())
+    assert quality_filter(german, "deu_Latn")[0] is None
+    # and blank lines are not lines: a page of paragraphs separated by empty lines reads as its paragraphs
+    assert quality_filter("\n\n\n".join(english.splitlines()), "eng_Latn")[0] is None
     without_stop_words = " ".join(w for w in english.split() if w.lower() not in {"the", "be", "to", "of", "and",
                                                                                   "that", "have", "with"})
     assert quality_filter(without_stop_words + ".", "eng_Latn")[0] == "gopher_enough_stop_words"

@@ -99,6 +99,12 @@ def test_extract_handles_charsets_and_bad_payloads():
     assert extract_text(_record(noise, content_type=None))[1] in ("binary_garbage", "not_html")
     trafilatura = extract_text(_record(page.encode("utf-8")), extractor="trafilatura")[0]
     assert "декларация" in trafilatura["text"]
+    # UTF-16 (its NUL bytes are text, not binary data), by label or byte-order mark; a label whose codec raises a
+    # bare UnicodeError (`undefined`) falls through to detection instead of stopping the job
+    for payload, charset in ((page.encode("utf-16-le"), "utf-16le"), (page.encode("utf-16"), None),
+                             (page.encode("cp1251"), "undefined")):
+        document, reason = extract_text(_record(payload, charset=charset))
+        assert reason is None and "декларация" in document["text"], charset
 
 
 def test_wet_conversion_records_are_text(tmp_path):

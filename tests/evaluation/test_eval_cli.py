@@ -231,3 +231,9 @@ def test_help_explains_both_commands(capsys):
             main(argv)
         assert exit_info.value.code == 0
         assert "example" in capsys.readouterr().out
+
+
+def test_a_negative_seed_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # numpy's generator takes no negative seed: refused up front
+        main(["eval", "--model", str(tmp_path), "--output", str(tmp_path / "out"), "--seed", "-1"])
+    assert exit_info.value.code == 2 and "--seed: must be >= 0" in capsys.readouterr().err

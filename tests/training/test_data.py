@@ -48,6 +48,25 @@ def test_rank_slices_make_up_the_single_process_batch(shards_64):
         assert ranks[0][step].document_lengths + ranks[1][step].document_lengths == whole.document_lengths
 
 
+def test_epochs_keep_apart_one_language_in_two_shards_directories(shards_64, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shards_64, copy)
+    phases = [{"name": "one", "languages": ["fra_Latn"], "temperature": 1.0, "budget": 512, "mask_rate": 0.3,
+               "seq_len": 64},
+              {"name": "two", "languages": ["fra_Latn"], "temperature": 1.0, "budget": 512, "mask_rate": 0.3,
+               "seq_len": 64, "shards": str(copy)}]
+    loader = TrainLoader(recipe(shards_64, phases))
+    batches(loader, 1)  # 8 rows from the first directory, none from the second
+    epochs = loader.epochs()
+    assert sorted(epochs.values())[0] == 0 and sorted(epochs.values())[1] > 0 and len(epochs) == 2
+    assert all(key.endswith(":fra_Latn") for key in epochs)
+    single = TrainLoader(recipe(shards_64, phases[:1]))
+    batches(single, 1)
+    assert list(single.epochs()) == ["fra_Latn@64"]  # the short name where it is unambiguous
+
+
 def test_rows_are_real_packed_rows(shards_64):
     batch = TrainLoader(recipe(shards_64)).next_batch(8)
     assert batch.input_ids.shape == (8, 64)
