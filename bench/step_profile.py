@@ -41,6 +41,14 @@ def category(name: str) -> str:
     return "other"
 
 
+def device_kernels(events) -> list[tuple[str, float, float]]:
+    """(name, start µs, end µs) of each kernel the device ran. A record_function range (mmbert::loss, the optimizer's
+    step) also comes back as a CUDA event, spanning its kernels and the gaps between them: counted as busy, it would
+    hide the host waits that wall − busy time is there to show, and count its kernels twice."""
+    return [(e.name, e.time_range.start, e.time_range.end) for e in events
+            if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
+
+
 def profile_steps(step, batch, device: torch.device, steps: int = 2, top: int = 15) -> dict:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
@@ -53,7 +61,7 @@ def profile_steps(step, batch, device: torch.device, steps: int = 2, top: int = 
         wall_s = time.perf_counter() - start
     events = prof.events()
     if device.type == "cuda":
-        timed = [(e.name, e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA]
+        timed = device_kernels(events)
         loss_us = sum(k.duration for e in events if e.kernels and _inside(e, LOSS_RANGE) for k in e.kernels)
         busy_us = _union_us([(s, t) for _, s, t in timed])
     else:  # operators' self time: nested operators are not counted twice

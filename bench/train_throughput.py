@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib.metadata
 import json
 import os
 import platform
@@ -110,11 +111,12 @@ def environment(device: torch.device) -> dict:
     if device.type == "cuda":
         env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
                    gpu_memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1))
-    for package in ("transformers", "liger_kernel", "flash_attn", "triton"):
-        try:
-            env[package] = __import__(package).__version__
-        except Exception:  # noqa: BLE001 - absent or broken: recorded, not fatal
-            env[package] = None
+    for package, distribution in (("transformers", "transformers"), ("liger_kernel", "liger-kernel"),
+                                  ("flash_attn", "flash-attn"), ("triton", "triton")):
+        try:  # the installed distribution's version: liger_kernel has no __version__
+            env[package] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            env[package] = getattr(sys.modules.get(package), "__version__", None)
     return env
 
 

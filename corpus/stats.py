@@ -99,15 +99,22 @@ def load(root: str) -> dict:
 
     if not FileSystems.exists(FileSystems.join(root, "_SUCCESS")):
         raise UsageError(f"{root} is not a finished corpus (no _SUCCESS); run `mmbert corpus build` first")
+    if not FileSystems.exists(FileSystems.join(root, "stats.json")):
+        raise UsageError(f"{root} has no stats.json (a corpus from another tool?); rebuild it with `mmbert corpus build`")
     with FileSystems.open(FileSystems.join(root, "stats.json")) as handle:
         return json.loads(handle.read().decode("utf-8"))
+
+
+def biggest_first(stats: dict) -> list[tuple[str, dict]]:
+    """Languages by the text the corpus keeps for them, the largest first: the order of the table and the plot."""
+    return sorted(stats["languages"].items(), key=lambda kv: (-kv[1]["bytes_out"], kv[0]))
 
 
 def table(stats: dict, top: int | None = None) -> str:
     """A fixed-width table: one row per language, biggest first, then the totals and removal reasons."""
     header = f"{'language':<12}{'docs in':>9}{'docs out':>10}{'kept':>7}{'MB out':>9}{'words out':>11}  top removal"
     lines = [header, "-" * len(header)]
-    rows = sorted(stats["languages"].items(), key=lambda kv: (-kv[1]["bytes_out"], kv[0]))
+    rows = biggest_first(stats)
     for label, entry in rows[:top] if top else rows:
         reasons = [(sizes["documents"], reason) for step in entry["removed"].values() for reason, sizes in step.items()]
         worst = max(reasons)[1] if reasons else ""
@@ -130,7 +137,7 @@ def plot(stats: dict, path: str, top: int = 40) -> None:
 
     from mmbert.atomic import atomic_file
 
-    rows = sorted(stats["languages"].items(), key=lambda kv: -kv[1]["bytes_in"])[:top][::-1]
+    rows = biggest_first(stats)[:top][::-1]  # the same languages as the table's --top, largest at the top
     labels = [label for label, _ in rows]
     kept = [entry["bytes_out"] / 1e6 for _, entry in rows]
     dropped = [(entry["bytes_in"] - entry["bytes_out"]) / 1e6 for _, entry in rows]

@@ -132,7 +132,7 @@ def eval_command(args) -> int:
         raise UsageError("--model is required (or run `mmbert eval compare RESULTS_DIR… --output DIR`)")
     from evaluation import classification, mlm, retrieval
     from evaluation.models import pick_device, resolve_model_path
-    from evaluation.report import phase_of_languages, training_data_amounts
+    from evaluation.report import phase_of_languages, shard_token_counts, training_data_amounts
 
     tasks = _tasks(args)
     output = _check_output(args.output, args.overwrite)
@@ -155,7 +155,8 @@ def eval_command(args) -> int:
         examples = classification.read_classification_data(args.classification_data or classification.DEFAULT_DATA)
         if languages:  # train and test on the chosen languages (and the transfer source) only
             examples = [e for e in examples if e.language in {*languages, transfer_from}]
-    plot_inputs = phase_of_languages(args.schedule), training_data_amounts(args.shards)
+    plot_inputs = (phase_of_languages(args.schedule, shard_token_counts(args.shards)),
+                   training_data_amounts(args.shards))
 
     settings = {"model path": str(args.model), "tasks": ",".join(tasks), "seed": args.seed,
                 "precision": args.precision,

@@ -31,11 +31,13 @@ LOG_SCALE = {"pseudo_perplexity"}
 NOT_SCHEDULED = "not in schedule"
 
 
-def phase_of_languages(schedule_path: str | None = None) -> tuple[dict[str, str], list[str]]:
-    """Label → the first phase that trains on it, and the phase names in order."""
+def phase_of_languages(schedule_path: str | None = None,
+                       counts: dict[str, float] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Label → the first phase that trains on it, and the phase names in order. `top: N` phases rank languages by
+    `counts` when given (the shards' own, as the training loader does), else by FineWeb-2's words."""
     from languages.schedule import load_schedule
 
-    phases = load_schedule(schedule_path)
+    phases = load_schedule(schedule_path, counts=counts)
     first: dict[str, str] = {}
     for phase in phases:
         for language in phase.languages:
@@ -43,14 +45,20 @@ def phase_of_languages(schedule_path: str | None = None) -> tuple[dict[str, str]
     return first, [phase.name for phase in phases]
 
 
+def shard_token_counts(shards: str | Path | None) -> dict[str, float] | None:
+    """Label → training tokens from SHARDS/token_counts.csv, or None without one."""
+    if shards is None or not (Path(shards) / "token_counts.csv").is_file():
+        return None
+    from languages.sampling import read_counts_csv
+
+    return {k: float(v) for k, v in read_counts_csv(Path(shards) / "token_counts.csv", ignore_unknown=True).items()}
+
+
 def training_data_amounts(shards: str | Path | None) -> tuple[dict[str, float], str]:
     """Label → training tokens from SHARDS/token_counts.csv when given, else FineWeb-2 words from the registry."""
-    if shards is not None and (Path(shards) / "token_counts.csv").is_file():
-        from languages.sampling import read_counts_csv
-
-        counts = read_counts_csv(Path(shards) / "token_counts.csv", ignore_unknown=True)
-        return {k: float(v) for k, v in counts.items()}, \
-            "training tokens (packed shards)"
+    counts = shard_token_counts(shards)
+    if counts is not None:
+        return counts, "training tokens (packed shards)"
     from languages.registry import all_languages
 
     return {language.code: float(language.words) for language in all_languages()}, "FineWeb-2 words"

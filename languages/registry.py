@@ -162,6 +162,10 @@ def normalize(label: str, script: str | None = None) -> str:
     raw = _LABEL_PREFIX.sub("", label.strip())
     if not raw:
         raise UnknownLanguage(f"empty language label {label!r}")
+    if script is not None:
+        if not re.fullmatch(r"[A-Za-z]{4}", script):
+            raise UnknownLanguage(f"script {script!r} is not an ISO 15924 code (four letters, like Latn)")
+        script = script.title()  # ISO 15924's spelling: a hint of `latn` or `LATN` must not make `eng_latn`
     if raw == SOURCE_CODE_LABEL:
         return raw
     match = _REGISTRY_LABEL.match(raw)

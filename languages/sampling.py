@@ -8,6 +8,7 @@ This is the one implementation the tokenizer trainer, the training loader, the p
 from __future__ import annotations
 
 import csv
+import decimal
 import math
 import re
 from pathlib import Path
@@ -141,7 +142,8 @@ def parse_token_count(value) -> int:
     if isinstance(value, (int, float)):
         number = float(value)
     elif isinstance(value, str) and (match := _TOKEN_COUNT.fullmatch(value.lower())):
-        number = float(match.group(1).replace("_", "")) * _TOKEN_SUFFIXES[match.group(2)]
+        # Decimal, not float: 4.02 * 1000 is 4019.999… in binary floating point, and "4.02k" is a whole number.
+        number = decimal.Decimal(match.group(1).replace("_", "")) * _TOKEN_SUFFIXES[match.group(2)]
     else:
         raise ValueError(f"expected a number of tokens like 20000, 50K, 2.3T; got {value!r}")
     if not math.isfinite(number) or number < 0 or number != int(number):

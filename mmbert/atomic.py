@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from mmbert.errors import UsageError
+
 
 def _process_umask() -> int:
     mask = os.umask(0o022)  # the only portable way to read it is to set it; once, at import, then restored
@@ -25,11 +27,23 @@ def _process_umask() -> int:
 _UMASK = _process_umask()
 
 
+def _make_parent(path: Path, kind: str) -> None:
+    """Create `path`'s directory; UsageError (exit 2) when the path cannot be one's output at all."""
+    if kind == "file" and path.is_dir():
+        raise UsageError(f"{path} is a directory; name a file to write")
+    if kind == "directory" and path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file; name a directory to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"cannot write {path}: a file stands where a directory of its path should be") from None
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator:
     """Open a temporary file beside `path`; on success fsync and rename it to `path`, on error remove it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path, "file")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)
@@ -57,7 +71,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     With `overwrite`, an existing `path` is moved aside first and deleted only once the new one is in place.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path, "directory")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:

@@ -151,7 +151,7 @@ def plan_stages(recipe: dict, output: Path) -> list[Stage]:
         for seq_len in seq_lens:
             mixture = output / f"mixtures-{seq_len}"
             schedule_file = output / f"mixtures-{seq_len}.schedule.yaml"
-            schedules[f"mixture-{seq_len}"] = {schedule_file: mixture_schedule(train_recipe, seq_len)}
+            schedules[f"mixture-{seq_len}"] = {schedule_file: phases_schedule(train_recipe, seq_len)}
             stages.append((f"mixture-{seq_len}", ["languages", "mix", "--shards", str(output / f"shards-{seq_len}"),
                                                   "--schedule", str(schedule_file), "--seed", str(train_recipe.seed),
                                                   "--output", str(mixture), "--overwrite",
@@ -166,18 +166,22 @@ def plan_stages(recipe: dict, output: Path) -> list[Stage]:
                               "--tokenizer", tokenizer, "--overwrite"], export / "config.json"))
     evaluation = recipe.get("eval") or {}
     tasks = ",".join(evaluation.get("tasks", ["mlm", "retrieval", "fertility"]))
+    trained_phases = output / "eval.schedule.yaml"  # the report groups languages by the phases that trained them
+    schedules["eval"] = {trained_phases: phases_schedule(train_recipe)}
     stages.append(("eval", ["eval", "--model", str(export), "--tasks", tasks,
                             "--shards", str(output / f"shards-{seq_lens[-1]}"), "--tokenizer", tokenizer,
-                            "--output", str(output / "eval"), "--overwrite", *_args(evaluation)],
+                            "--schedule", str(trained_phases), "--output", str(output / "eval"), "--overwrite",
+                            *_args(evaluation)],
                    output / "eval" / "results.csv"))
     return [Stage(name, command, result, schedules.get(name, {})) for name, command, result in stages]
 
 
-def mixture_schedule(train_recipe, seq_len: int) -> str:
-    """The training recipe's phases of one sequence length as a `languages` schedule, for `mmbert languages mix`."""
+def phases_schedule(train_recipe, seq_len: int | None = None) -> str:
+    """The training recipe's phases (those of one sequence length, when given) as a `languages` schedule, for
+    `mmbert languages mix` and `mmbert eval --schedule`."""
     phases = []
     for phase in train_recipe.phases:
-        if phase.seq_len != seq_len:
+        if seq_len is not None and phase.seq_len != seq_len:
             continue
         spec = dict(phase.language_spec)
         if "languages_file" in spec:  # the schedule lives elsewhere: keep the file it names

@@ -132,3 +132,28 @@ def test_mmbert_run_resumes_only_the_same_interrupted_training(tmp_path):
     (run / "metrics.jsonl").write_text("")
     assert prepare_run_directory(run, started, command, "typo", forced=False, upstream_ran=False) == ""
     assert not run.exists() and len(list(tmp_path.glob("run.replaced-*"))) == 1
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    # `mmbert languages list | head -1`: the pipe closes under a long listing; no traceback, the shell's 141.
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "mmbert", "languages", "list"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(b"code")
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 141 and b"Traceback" not in stderr, stderr[-2000:]
+
+
+def test_an_output_path_that_cannot_be_one_is_a_usage_error(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UsageError, match="is a directory; name a file"):
+        write_text_atomic(tmp_path, "x")
+    with pytest.raises(UsageError, match="a file stands where a directory"):
+        write_text_atomic(tmp_path / "a-file" / "out.csv", "x")
+    with pytest.raises(UsageError, match="is a file; name a directory"):
+        with atomic_directory(tmp_path / "a-file"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -18,9 +18,12 @@ from tokenizer.documents import CONTROL_CHARACTERS, MAX_DOCUMENT_CHARS, clean_te
 
 
 def normalize_labels(languages: list[str] | None) -> list[str] | None:
-    """--languages values as registry labels (`en` → `eng_Latn`); UsageError for unknown ones."""
-    if not languages:
+    """--languages values as registry labels (`en` → `eng_Latn`); None (all) when not given; UsageError for unknown
+    ones and for a value that names none (`--languages ,` must not mean every language)."""
+    if languages is None:
         return None
+    if not languages:
+        raise UsageError("--languages names no language")
     from languages.registry import UnknownLanguage, normalize
 
     try:

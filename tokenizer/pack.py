@@ -269,6 +269,10 @@ def batch_hash_range(element):
     return label, (batch.hashes.min(), batch.hashes.max(), len(batch.hashes))
 
 
+# Rows are int32 offsets in Arrow and every shard's last row is padded to full length: far beyond any context an
+# encoder trains at (mmBERT: 8,192), a typo must fail before hours of tokenizing, not after.
+MAX_SEQ_LEN = 1 << 20
+
 # A language with a single document holds out the last tokens of it: at least this share (or --heldout-fraction).
 SINGLE_DOCUMENT_HELDOUT = 0.1
 
@@ -354,8 +358,8 @@ def run_pack(corpus_dir, tokenizer_spec, seq_len: int, output_dir, heldout_fract
     be a path every worker can reach (a shared mount).
     """
     corpus_dir, output_dir = Path(corpus_dir), Path(output_dir)
-    if not isinstance(seq_len, int) or seq_len < 8:
-        raise UsageError(f"--seq-len must be an integer of at least 8, got {seq_len!r}")
+    if not isinstance(seq_len, int) or not 8 <= seq_len <= MAX_SEQ_LEN:
+        raise UsageError(f"--seq-len must be an integer from 8 to {MAX_SEQ_LEN:,}, got {seq_len!r}")
     if not 0 <= heldout_fraction < 1:
         raise UsageError(f"--heldout-fraction must be in [0, 1), got {heldout_fraction}")
     if num_workers < 1:

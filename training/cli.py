@@ -89,7 +89,8 @@ def _checkpoint_dir(path: str) -> Path:
     """A checkpoint directory as given, or the latest checkpoint of a run directory."""
     from training.checkpoint import find_resume_checkpoint
 
-    return find_resume_checkpoint(Path(path), path, option="checkpoint")
+    # As a path, always: a directory named `auto` is not `--resume auto`.
+    return find_resume_checkpoint(Path(path), str(Path(path).absolute()), option="checkpoint")
 
 
 def _export(args) -> int:

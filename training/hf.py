@@ -206,6 +206,14 @@ def _check_tokenizer(tok, config: ModelConfig) -> None:
 
 
 def _write_tokenizer_files(directory: Path, tok, config: ModelConfig) -> None:
+    from tokenizers import Tokenizer, processors
+
+    # Encoded as the model was trained: every document is [CLS] … [SEP] (tokenizer/pack.py), a pair [CLS] A [SEP] B
+    # [SEP]; Gemma 2's own post-processor only adds <bos>. A copy: the caller's tokenizer stays as it was.
+    tok = Tokenizer.from_str(tok.to_str())
+    cls, sep = SPECIAL_TOKEN_ROLES["cls_token"], SPECIAL_TOKEN_ROLES["sep_token"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1", special_tokens=[(cls, CLS_ID), (sep, SEP_ID)])
     tok.save(str(directory / "tokenizer.json"))
     roles = dict(SPECIAL_TOKEN_ROLES)
     tokenizer_config = {

@@ -93,6 +93,18 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
     trainer_state: dict = {}
     if resume_from is not None:
         weights, meta, trainer_state = ckpt.load_checkpoint(resume_from)
+        if "loader" not in trainer_state:
+            raise UsageError(f"{resume_from} holds weights but no training state (a merged or imported checkpoint): "
+                             "it cannot be resumed")
+        # What may change between runs of one model: RoPE bases (phases switch them), dropout, the recorded maximum
+        # length and the initialisation (used before step 0 only).
+        free = {"global_rope_theta", "local_rope_theta", "attention_out_dropout", "max_position_embeddings",
+                "initializer_range", "initializer_cutoff_factor"}
+        differs = sorted(key for key, value in config.to_dict().items()
+                         if key not in free and meta["model_config"].get(key) != value)
+        if differs:
+            raise UsageError(f"{resume_from} is a different model from the recipe's: " + ", ".join(
+                f"{key} {meta['model_config'].get(key)!r} there, {getattr(config, key)!r} here" for key in differs))
         model.set_rope_theta(meta["model_config"]["global_rope_theta"], meta["model_config"]["local_rope_theta"])
         model.load_state_dict(weights)
         loader.load_state_dict(trainer_state["loader"])

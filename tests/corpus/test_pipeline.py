@@ -218,6 +218,11 @@ def test_stats_and_thresholds_commands(built, tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert rows and all(0.3 <= float(row["language_score"]) <= 0.9 for row in rows)
     assert "cmn_Hani" in {row["language"] for row in rows}
+    foreign = tmp_path / "foreign"  # finished, but by another tool: no stats.json
+    foreign.mkdir()
+    (foreign / "_SUCCESS").touch()
+    capsys.readouterr()
+    assert main(["corpus", "stats", str(foreign)]) == 2 and "has no stats.json" in capsys.readouterr().err
 
 
 def test_pipeline_options_default_to_direct_runner_and_let_user_flags_win():

@@ -64,3 +64,22 @@ def test_accuracy():
     assert accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 0])) == 0.5
     with pytest.raises(ValueError):
         accuracy(torch.tensor([]), torch.tensor([]))
+
+
+def test_phases_group_languages_as_training_ranked_them(tmp_path):
+    # `top: N` ranks by the shards' token counts, as the training loader and `languages mix` do; without counts, by
+    # FineWeb-2's words (where neither Burmese nor Lao is among the top 2).
+    from evaluation.report import phase_of_languages, shard_token_counts
+
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("phases:\n  - {name: first, temperature: 0.7, top: 2}\n"
+                        "  - {name: all, temperature: 0.3, top: 100000}\n")
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "token_counts.csv").write_text("language,tokens\nmya_Mymr,900\nlao_Laoo,800\n"
+                                                          "rus_Cyrl,10\n")
+    counts = shard_token_counts(tmp_path / "shards")
+    phase_of, names = phase_of_languages(str(schedule), counts)
+    assert names == ["first", "all"]
+    assert (phase_of["mya_Mymr"], phase_of["lao_Laoo"], phase_of["rus_Cyrl"]) == ("first", "first", "all")
+    assert phase_of_languages(str(schedule))[0]["mya_Mymr"] == "all"
+    assert shard_token_counts(tmp_path / "nowhere") is None

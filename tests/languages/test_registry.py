@@ -57,6 +57,10 @@ def test_script_hint_picks_among_a_languages_scripts():
     # a script langcodes only implies (deprecated `sh` → sr-Latn) yields to the text's; one the label spells out wins
     assert normalize("__label__sh", script="Cyrl") == "srp_Cyrl" and normalize("sh") == "srp_Latn"
     assert normalize("sr-Latn", script="Cyrl") == "srp_Latn"
+    # the hint is ISO 15924, however it is capitalised; anything else is refused
+    assert normalize("en", script="latn") == "eng_Latn" and normalize("sr", script="CYRL") == "srp_Cyrl"
+    with pytest.raises(UnknownLanguage, match="not an ISO 15924 code"):
+        normalize("en", script="Xyz")
 
 
 @pytest.mark.parametrize("label", ["", "__label__", "xyz", "__label__qqq_Latn", "not a language"])

@@ -99,12 +99,14 @@ def test_read_counts_missing_file_and_ignore_unknown(tmp_path):
 
 
 @pytest.mark.parametrize("value, tokens", [(10000, 10000), (1e4, 10000), ("10K", 10000), ("2.3T", 2_300_000_000_000),
-                                           ("600_000", 600000), ("100000000000tok", 10**11), ("50m", 50_000_000)])
+                                           ("600_000", 600000), ("100000000000tok", 10**11), ("50m", 50_000_000),
+                                           # decimals binary floats cannot hold: 4.02 * 1000 = 4019.999…
+                                           ("4.02k", 4020), ("16.1k", 16100), ("1.07T", 1_070_000_000_000)])
 def test_token_counts_in_every_spelling(value, tokens):
     assert parse_token_count(value) == tokens
 
 
-@pytest.mark.parametrize("value", ["lots", "-5", "1.5", True, float("nan"), float("inf"), "10X", None])
+@pytest.mark.parametrize("value", ["lots", "-5", "1.5", "4.0005k", True, float("nan"), float("inf"), "10X", None])
 def test_bad_token_counts_raise(value):
     with pytest.raises(ValueError):
         parse_token_count(value)

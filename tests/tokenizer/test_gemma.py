@@ -89,6 +89,15 @@ def test_missing_and_bad_specs_are_usage_errors(tmp_path, monkeypatch):
         load_tokenizer(tmp_path / "broken.model")
 
 
+def test_a_damaged_cached_copy_is_refused_even_when_it_parses(gemma2_tokenizer_json, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMBERT_CACHE", str(tmp_path / "cache"))
+    text = gemma2_tokenizer_json.read_text(encoding="utf-8")
+    gemma2_cache_path().parent.mkdir(parents=True)
+    gemma2_cache_path().write_text(text.replace('"▁world"', '"▁wor1d"', 1), encoding="utf-8")  # still valid JSON
+    with pytest.raises(UsageError, match="not the verified file"):
+        load_tokenizer("gemma2")
+
+
 def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UsageError, match="hub id"):

@@ -282,6 +282,8 @@ def test_bad_input_is_counted_not_fatal(tmp_path, gemma2_tokenizer_json):
 
 @pytest.mark.parametrize("change, message", [
     ({"seq_len": 4}, "--seq-len"),
+    ({"seq_len": 2**40}, "from 8 to 1,048,576"),  # before hours of tokenizing, not after
+    ({"languages": []}, "names no language"),  # `--languages ,` is not "every language"
     ({"heldout_fraction": 1.0}, "--heldout-fraction"),
     ({"num_workers": 0}, "--num-workers"),
     ({"languages": ["xxx_Zzzz_nope"]}, "languages"),

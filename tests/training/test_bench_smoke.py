@@ -140,3 +140,19 @@ def test_plan_measures_both_goals_before_the_variants():
     assert [m for m, _, _ in order[6:10]] == ["mmbert-small"] * 4
     assert [impl for _, _, impl in order[10:]] == ["ours:compile=whole"] + ["hf-compiled"] * 3
     assert len(order) == len(set(order)) == 2 * 2 * 3 + 2  # every (model, shape) x main impl once, variants once
+
+
+def test_the_profile_counts_kernels_not_annotated_ranges():
+    """On a GPU, `record_function` ranges (mmbert::loss, the optimizer's step) come back as CUDA events spanning their
+    kernels and the gaps between them; busy time made of them would hide the host waits. PyTorch's own event type."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+
+    spec = importlib.util.spec_from_file_location("step_profile", SCRIPT.with_name("step_profile.py"))
+    profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile)
+    events = [FunctionEvent(0, "sm90_xmma_gemm", 0, 0, 10, device_type=DeviceType.CUDA),
+              FunctionEvent(1, "triton_per_fused_0", 0, 30, 40, device_type=DeviceType.CUDA),
+              FunctionEvent(2, "mmbert::loss", 0, 0, 40, device_type=DeviceType.CUDA, is_user_annotation=True),
+              FunctionEvent(3, "aten::mm", 0, 0, 5, device_type=DeviceType.CPU)]
+    assert profile.device_kernels(events) == [("sm90_xmma_gemm", 0, 10), ("triton_per_fused_0", 30, 40)]

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from mmbert.errors import UsageError
-from tokenizer.special_tokens import MASK_ID, PAD_ID, SPECIAL_TOKENS
+from tokenizer.special_tokens import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
 from training.batches import document_ids_from_lengths
 from training.hf import export_checkpoint, import_hf
 from training.model import MaskedLM, ModelConfig
@@ -93,7 +93,7 @@ def test_exported_tokenizer_files_name_the_special_tokens(exported):
     tok = transformers.AutoTokenizer.from_pretrained(out)
     assert (tok.mask_token_id, tok.pad_token_id) == (MASK_ID, PAD_ID)
     assert (tok.cls_token, tok.sep_token) == ("<bos>", "<eos>")
-    assert tok("w7 w9")["input_ids"][-2:] == [7, 9]
+    assert tok("w7 w9")["input_ids"] == [CLS_ID, 7, 9, SEP_ID]
 
 
 def test_import_round_trip(exported, tmp_path):
@@ -135,7 +135,9 @@ def test_real_gemma2_tokenizer_is_exported(gemma2_tokenizer_json, tmp_path):
     ckpt = _write_checkpoint(model, tmp_path / "ckpt", tokenizer=recorded)
     out = export_checkpoint(ckpt, tmp_path / "hf")  # the checkpoint's recorded tokenizer
     tok = transformers.AutoTokenizer.from_pretrained(out)
-    assert tok.mask_token_id == MASK_ID and tok("Hello world")["input_ids"] == [2, 4521, 2134]
+    # As in training: [CLS] … [SEP] for one text, [CLS] A [SEP] B [SEP] for a pair.
+    assert tok.mask_token_id == MASK_ID and tok("Hello world")["input_ids"] == [CLS_ID, 4521, 2134, SEP_ID]
+    assert tok("Hello", "world")["input_ids"] == [CLS_ID, 4521, SEP_ID, 9097, SEP_ID]
 
 
 def test_export_refuses_bad_input_and_writes_nothing(exported, tmp_path):

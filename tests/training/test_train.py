@@ -148,7 +148,7 @@ def test_unusable_runs_exit_2_before_writing(shards_64, tmp_path, capsys):
     assert not run.exists()
 
 
-def test_export_and_merge_commands_take_checkpoints_or_runs(reference_run, tmp_path, capsys):
+def test_export_and_merge_commands_take_checkpoints_or_runs(reference_run, shards_64, tmp_path, capsys):
     from mmbert.cli import main
 
     # A run directory, or its checkpoints/latest pointer (as `mmbert run` passes it), means its latest checkpoint.
@@ -162,6 +162,14 @@ def test_export_and_merge_commands_take_checkpoints_or_runs(reference_run, tmp_p
     torch.testing.assert_close(merged["decoder_bias"], (a["decoder_bias"] + b["decoder_bias"]) / 2)
     assert main(["export", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]) == 2
     assert "not a checkpoint directory" in capsys.readouterr().err
+    # A merged checkpoint has weights but no training state; a checkpoint of another shape is another model.
+    train = ["train", "--config", str(TINY_RECIPE), "--output", str(tmp_path / "again"), *ARGS]
+    shards = f"data.shards={shards_64}"
+    assert main([*train, shards, "--resume", str(tmp_path / "merged")]) == 2
+    assert "no training state (a merged or imported checkpoint)" in capsys.readouterr().err
+    assert main([*train, shards, "model.num_layers=2", "--resume", str(checkpoints / "step-00000035")]) == 2
+    assert "a different model from the recipe's: num_layers 3 there, 2 here" in capsys.readouterr().err
+    assert not (tmp_path / "again" / "checkpoints").exists()
 
 
 def test_compiled_run_trains_like_the_eager_run(reference_run, shards_64, tmp_path):
