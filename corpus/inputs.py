@@ -10,7 +10,6 @@ oversized pages, unreadable files). A file that breaks midway yields what it had
 from __future__ import annotations
 
 import gzip
-import io
 import json
 from datetime import datetime
 from typing import Iterable, Iterator
@@ -145,7 +144,7 @@ def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Remov
     try:  # JSON may escape half a surrogate pair ("\ud83d"): no UTF-8 writer downstream accepts it
         "".join((document["id"], document["url"], text)).encode("utf-8")
     except UnicodeEncodeError:
-        return Removed("bad_utf8", "read", len(text))
+        return Removed("bad_utf8", "read", len(text.encode("utf-8", "surrogatepass")))
     return document
 
 

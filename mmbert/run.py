@@ -240,9 +240,10 @@ def run_command(args) -> int:
         if done:
             print(f"{header}: finished earlier, reused ({result or 'nothing to redo'})", flush=True)
             continue
-        # This stage and every later one are unfinished from now on: should this run stop here, the next one must
-        # not reuse a later stage built from this stage's previous output.
-        for later in stages[number - 1:]:
+        # This stage is unfinished from now on, and so is every later one when this stage makes an output (they
+        # run again in this invocation anyway, see `redo`): should this run stop here, the next one must not reuse
+        # a later stage built from this stage's previous output.
+        for later in stages[number - 1:] if result is not None else [stages[number - 1]]:
             (markers / f"{later.name}.json").unlink(missing_ok=True)
         for path, text in writes.items():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -112,3 +112,12 @@ def test_run_recipes_of_the_wrong_shape_exit_2_before_any_stage(change, message,
     assert main(["run", str(path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stage_without_an_output_runs_alone(monkeypatch, tmp_path):
+    # The tokenizer stage (fetch-gemma2) makes nothing later stages read: running it again redoes nothing after it.
+    recipe = write_recipe(tmp_path, [])
+    assert run(monkeypatch, recipe)[0] == 0
+    (tmp_path / "out" / ".stages" / "tokenizer.json").unlink()
+    assert run(monkeypatch, recipe) == (0, ["tokenizer"])
+    assert run(monkeypatch, recipe) == (0, [])

@@ -18,6 +18,7 @@ epoch and cursor) is a small dict of ints saved in every checkpoint, so a resume
 from __future__ import annotations
 
 import bisect
+import collections
 import json
 import logging
 import zlib
@@ -380,8 +381,8 @@ class TrainLoader:
     def epochs(self) -> dict[str, float]:
         """Epochs read so far per language stream (fractional), for the metrics: `language@seq_len`, or the stream's
         full key (shards directory:language) where two shards directories of one length hold the language."""
-        names = [stream.key for stream in self.streams.values()]
-        return {(stream.key if names.count(stream.key) == 1 else key):
+        names = collections.Counter(stream.key for stream in self.streams.values())
+        return {(stream.key if names[stream.key] == 1 else key):
                 stream.epoch + stream.position / stream.table.num_rows for key, stream in self.streams.items()}
 
     # Checkpointing: plain ints and strings only (trainer_state.pt is loaded with weights_only=True)
