@@ -53,6 +53,7 @@ def test_atomic_outputs_get_the_permissions_of_plain_ones(tmp_path):
     write_text_atomic(tmp_path / "atomic.txt", "x")
     with atomic_directory(tmp_path / "atomic") as staging:
         (staging / "inside").write_text("x")
+
     def mode(path):
         return stat.S_IMODE(os.stat(path).st_mode)
 
