@@ -46,9 +46,38 @@ def local_copy(path: str) -> str:
 
     suffix = os.path.splitext(path)[1]
     handle, local = tempfile.mkstemp(prefix="mmbert-lid-", suffix=suffix)
-    with os.fdopen(handle, "wb") as target, FileSystems.open(path) as source:
-        shutil.copyfileobj(source, target, length=1 << 22)
+    try:
+        with os.fdopen(handle, "wb") as target, FileSystems.open(path) as source:
+            shutil.copyfileobj(source, target, length=1 << 22)
+    except BaseException:
+        os.unlink(local)
+        raise
     return local
+
+
+FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # the first four bytes of every fastText .bin / .ftz
+
+
+def model_problem(path: str) -> str | None:
+    """Why `path` cannot be a fastText model (missing, unreadable, another format), or None; reads 4 bytes."""
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with (open(path, "rb") if os.path.exists(path) else FileSystems.open(path)) as handle:
+            head = handle.read(4)
+    except Exception as error:  # a missing file, a bucket that does not exist, no filesystem for the scheme
+        return f"cannot be read ({type(error).__name__}: {error})"
+    return None if head == FASTTEXT_MAGIC else "is not a fastText model (wrong file format)"
+
+
+def script_sample(text: str, pieces: int = 5) -> str:
+    """SCRIPT_SAMPLE_CHARS characters spread evenly over the span the model reads (its first MAX_LID_CHARS): a long
+    preamble in another script must not make a Cyrillic document's label Latin, and the cost stays that of 5,000."""
+    span = text[:MAX_LID_CHARS]
+    if len(span) <= SCRIPT_SAMPLE_CHARS:
+        return span
+    width, stride = SCRIPT_SAMPLE_CHARS // pieces, len(span) // pieces
+    return " ".join(span[i * stride:i * stride + width] for i in range(pieces))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -84,7 +113,7 @@ class LanguageIdentifier:
     def identify(self, texts: list[str]) -> list[tuple[str | None, float, str | None]]:
         results = []
         for text, (raw, score) in zip(texts, self.predict(texts)):
-            script = dominant_script(text[:SCRIPT_SAMPLE_CHARS])
+            script = dominant_script(script_sample(text))
             results.append((normalize_label(raw, script) if raw else None, min(score, 1.0), script))
         return results
 

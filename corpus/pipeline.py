@@ -72,6 +72,12 @@ def validate(config: BuildConfig) -> None:
             raise UsageError(f"{name} must be at least 1")
     if config.lid_model and not is_remote(config.lid_model) and not os.path.isfile(config.lid_model):
         raise UsageError(f"LID model {config.lid_model}: no such file")
+    if config.lid_model:  # remote or local, read its first bytes now rather than fail in every worker
+        from corpus.lid import model_problem
+
+        problem = model_problem(config.lid_model)
+        if problem:
+            raise UsageError(f"LID model {config.lid_model} {problem}")
 
 
 def _registry_label(label: str) -> str:
@@ -81,6 +87,15 @@ def _registry_label(label: str) -> str:
         return normalize(label)
     except UnknownLanguage:
         raise UsageError(f"unknown language {label!r} in languages") from None
+
+
+def registry_thresholds(thresholds: dict[str, float]) -> dict[str, float]:
+    """Per-language minimum scores keyed as the pipeline looks them up: `en`, `eng` and `eng_Latn` are one language."""
+    keyed: dict[str, float] = {}
+    for label, score in thresholds.items():
+        if keyed.setdefault(_registry_label(label), score) != score:
+            raise UsageError(f"language thresholds give {_registry_label(label)} two different scores")
+    return keyed
 
 
 def is_remote(path: str) -> bool:
@@ -233,6 +248,9 @@ def run_build(inputs: list[str], output: str, config: BuildConfig | None = None,
     validate(config)
     if config.languages:
         config = replace(config, languages=tuple(sorted({_registry_label(label) for label in config.languages})))
+    config = replace(config, language_thresholds=registry_thresholds(config.language_thresholds))
+    if not is_remote(output):
+        output = str(Path(output).resolve())  # `--output .` names the directory, whose name the staging needs
     check_output(output, overwrite, config.languages)
     paths = resolve_inputs(inputs, manifests)
     pipeline = new_pipeline(list(beam_args or []), config.num_workers)  # a bad --runner stops here, before any work

@@ -40,6 +40,8 @@ def assemble(rows: list, parameters: dict) -> dict:
                 merged[size] += value
         else:
             languages[language]["removed"].setdefault(step, {})[reason] = sizes
+    for entry in languages.values():  # the same bytes whatever order the workers reported in
+        entry["removed"] = {step: dict(sorted(reasons.items())) for step, reasons in sorted(entry["removed"].items())}
     stats = {"parameters": parameters, "removed_before_language_id": dict(sorted(before_lid.items())),
              "languages": {label: languages[label] for label in sorted(languages)}}
     stats["totals"] = totals(stats)

@@ -169,7 +169,10 @@ class QualityFilter(beam.PTransform):
 
 
 def _document_order(document: dict) -> tuple:
-    return document["id"], document["text"]
+    # Every written field: copies with the same id and text (ids repeated across JSONL shards, WARC records without
+    # one) must not leave the choice of url or date to the order they arrive in.
+    return (document["id"], document["text"], document.get("url", ""), document.get("date", ""),
+            document.get("source", ""))
 
 
 class _KeepFirstCombineFn(beam.CombineFn):

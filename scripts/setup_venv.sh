@@ -4,7 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
+# A usable .venv runs Python >= 3.10 with pip; one left half-made (an interrupted `venv`), made with an older Python or
+# whose interpreter has gone (a pyenv or Homebrew upgrade) is made again, as is the install stamp inside it.
+usable='import sys, pip; sys.exit(sys.version_info < (3, 10))'
+if ! .venv/bin/python -c "$usable" 2>/dev/null; then
+  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    echo "setup_venv.sh: needs Python >= 3.10 (\"$PYTHON\" is not); set PYTHON=/path/to/python3.X" >&2
+    exit 1
+  fi
+  rm -rf .venv
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.mmbert-installed

