@@ -62,6 +62,8 @@ def model_problem(path: str) -> str | None:
     """Why `path` cannot be a fastText model (missing, unreadable, another format), or None; reads 4 bytes."""
     from apache_beam.io.filesystems import FileSystems
 
+    if "://" not in path and not os.path.isfile(path):
+        return "is not a file"
     try:
         with (open(path, "rb") if os.path.exists(path) else FileSystems.open(path)) as handle:
             head = handle.read(4)

@@ -70,8 +70,6 @@ def validate(config: BuildConfig) -> None:
     for name in ("num_workers", "rows_per_part", "max_page_bytes"):
         if getattr(config, name) < 1:
             raise UsageError(f"{name} must be at least 1")
-    if config.lid_model and not is_remote(config.lid_model) and not os.path.isfile(config.lid_model):
-        raise UsageError(f"LID model {config.lid_model}: no such file")
     if config.lid_model:  # remote or local, read its first bytes now rather than fail in every worker
         from corpus.lid import model_problem
 

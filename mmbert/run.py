@@ -312,10 +312,10 @@ def write_report(output: Path, stages) -> Path:
     """One markdown page that links every stage's summary and plots, with the timings of this and earlier runs."""
     lines = ["# mmbert run report", "", f"Output directory: `{output}`", "", "## Stages", "",
              "| stage | seconds | command |", "| --- | ---: | --- |"]
-    for name, command, _, _ in stages:
-        marker = output / ".stages" / f"{name}.json"
+    for stage in stages:
+        marker = output / ".stages" / f"{stage.name}.json"
         seconds = json.loads(marker.read_text()).get("seconds", "") if marker.is_file() else ""
-        lines.append(f"| {name} | {seconds} | `mmbert {shlex.join(command)}` |")
+        lines.append(f"| {stage.name} | {seconds} | `mmbert {shlex.join(stage.command)}` |")
     metrics = output / "run" / "metrics.jsonl"
     if metrics.is_file():
         plot_training_loss(metrics, output / "reports" / "training-loss.png")
