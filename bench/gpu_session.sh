@@ -10,9 +10,9 @@
 # Budget (one device call of at most 600 s; ~560 s in all): the benchmark stops starting configurations after 270 s
 # and is killed at 340 s; the GPU tests get 80 s, the trainer check 120 s. Order of what runs (the benchmark's plan):
 # mmbert-base 1024 x 32 with both baselines, 8192 x 4 with sdpa, then the variants of `ours` at 1024 x 32
-# (precision=fsdp-bf16, loss=liger, chunk=16384), then mmbert-small, then compile=whole and the other compiled
-# baselines; `ours` runs are profiled. BENCH_ARGS replaces the extra options (default: --profile ours), e.g.
-# BENCH_ARGS="--impls ours,hf-compiled --profile all".
+# (precision=fsdp-bf16, the same with chunk=16384, loss=liger, chunk=16384), then mmbert-small, then compile=whole
+# and the other compiled baselines; `ours` runs are profiled. BENCH_ARGS replaces the extra options (default:
+# --profile ours), e.g. BENCH_ARGS="--impls ours,hf-compiled --profile all".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/results}"
