@@ -7,6 +7,7 @@ import json
 import math
 import sys
 
+from mmbert.argtypes import token_count
 from mmbert.errors import UsageError
 
 EPILOG = """\
@@ -66,7 +67,8 @@ def register(subparsers) -> None:
     sample.add_argument("--counts", required=True, help="CSV with header language,tokens")
     sample.add_argument("--schedule", help="phases YAML file (default: mmBERT's three phases)")
     sample.add_argument("--phase", help="only this phase (default: every phase)")
-    sample.add_argument("--budget", type=float, help="phase token budget (default: the schedule's, if any)")
+    sample.add_argument("--budget", type=token_count, metavar="TOKENS",
+                        help="phase token budget: 2.3T, 600B, 1e9 (default: the schedule's, if any)")
     sample.add_argument("--max-epochs", type=float, help="cap on epochs over one language's data")
     sample.add_argument("--format", choices=("table", "json"), default="table")
     sample.add_argument("--plot", help="write the distribution per phase (log scale) to this PNG")
@@ -146,12 +148,15 @@ def counts_command(args) -> int:
 def sample_command(args) -> int:
     from languages.sampling import read_counts_csv, temperature_weights, token_budgets
 
-    if args.budget is not None and not (math.isfinite(args.budget) and args.budget >= 0):
-        raise UsageError(f"--budget must be >= 0, got {args.budget:g}")
     if args.max_epochs is not None and not (math.isfinite(args.max_epochs) and args.max_epochs > 0):
         raise UsageError(f"--max-epochs must be > 0, got {args.max_epochs:g}")
     counts = read_counts_csv(args.counts, ignore_unknown=args.ignore_unknown)
     phases = _selected_phases(args, counts)
+    outside = {label: n for label, n in counts.items() if n and not any(label in p.languages for p in phases)}
+    if outside:  # data no selected phase samples from: say so rather than drop it silently
+        largest = ", ".join(sorted(outside, key=lambda label: (-outside[label], label))[:5])
+        print(f"{len(outside)} languages in {args.counts} ({sum(outside.values()):,} tokens) are in no selected "
+              f"phase, largest: {largest}", file=sys.stderr)
     results = {}
     for phase in phases:
         phase_counts = {label: counts.get(label, 0) for label in phase.languages}
@@ -162,7 +167,7 @@ def sample_command(args) -> int:
         weights = temperature_weights(phase_counts, phase.temperature)
         budget = args.budget if args.budget is not None else phase.budget
         max_epochs = args.max_epochs if args.max_epochs is not None else phase.max_epochs
-        budgets = token_budgets(phase_counts, phase.temperature, int(budget), max_epochs) if budget is not None else None
+        budgets = token_budgets(phase_counts, phase.temperature, budget, max_epochs) if budget is not None else None
         entries = {}
         for label in sorted(phase_counts, key=lambda l: (-weights[l], l)):
             entry = {"probability": weights[label], "count": phase_counts[label]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmbert.argtypes import positive_float, positive_int
+from mmbert.argtypes import positive_float, positive_int, token_count
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
@@ -26,19 +26,6 @@ that depends only on --seed, and OUTPUT/<phase>/manifest.json with each language
 and shortfall. Budgets come from --budget or the schedule's `budget:` per phase; --max-epochs likewise.
 """
 
-def parse_tokens(text: str) -> int:
-    """'50M', '2.3T', '1e9', '600_000_000' → a whole number of tokens > 0."""
-    from languages.sampling import parse_token_count
-
-    try:
-        value = parse_token_count(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a token budget must be at least 1, got {text!r}")
-    return value
-
-
 def register_mix(languages_commands) -> None:
     """Add `mix` to the `mmbert languages` sub-commands."""
     from mmbert.cli import HelpFormatter
@@ -54,7 +41,7 @@ def register_mix(languages_commands) -> None:
     mix.add_argument("--output", metavar="DIR", help="where the mixtures go (required unless --dry-run)")
     mix.add_argument("--schedule", metavar="FILE", help="phases YAML (default: mmBERT's pretrain/mid_training/decay)")
     mix.add_argument("--phase", action="append", metavar="NAME", help="only this phase (repeatable; default: all)")
-    mix.add_argument("--budget", type=parse_tokens, metavar="TOKENS",
+    mix.add_argument("--budget", type=token_count, metavar="TOKENS",
                      help="token budget of every selected phase, e.g. 50M (default: each phase's `budget:`)")
     mix.add_argument("--max-epochs", type=positive_float, metavar="E",
                      help="at most E passes over one language's rows (default: each phase's `max_epochs:`, else none)")

@@ -34,13 +34,15 @@ SOURCE_CODE_LABEL = "code"  # mmBERT trains on source code as a "language" of it
 # The member-with-most-data rule would pick Indonesian for Malay (msa); lid.176's `ms` and mmBERT mean Standard Malay.
 MACROLANGUAGE_OVERRIDES = {"msa": "zsm"}
 # lid.176 uses Wikipedia's language codes, a few of which are not what ISO says they are (applied to `__label__xx`).
+# (`eml` and `nah` stay: FineWeb-2 and mmBERT label Emilian-Romagnol and Nahuatl with those codes too.)
 LID176_QUIRKS = {
     "als": "gsw",  # Alemannic Wikipedia, not Tosk Albanian
     "bh": "bho",  # "Bihari" Wikipedia is written in Bhojpuri
-    "eml": "egl",  # Emilian-Romagnol (deprecated ISO code, split into egl/rgn)
-    "nah": "nhe",  # Nahuatl Wikipedia (a collective code); Eastern Huasteca Nahuatl has the most FineWeb-2 data
     "mo": "ron",  # Moldavian
 }
+# lid.176's `ku` is Kurmanji Wikipedia: without the text's script it means Latin-script Kurmanji, not the Kurdish
+# member with the most data (Central Kurdish, which lid.176 labels `ckb`).
+LID176_SCRIPTS = {"ku": "Latn"}
 # CLDR's likely script for Chinese is Hans/Hant; FineWeb-2 labels all Han text Hani (and Japanese Jpan, Korean Hang).
 SCRIPT_ALIASES = {"Hans": "Hani", "Hant": "Hani", "Kore": "Hang"}
 # FineWeb-2's combined codes and the scripts whose text they cover.
@@ -85,6 +87,8 @@ def _scripts_by_iso() -> dict[str, list[str]]:
     """ISO 639-3 code → its registry scripts, the one with the most words first."""
     by_iso: dict[str, list[Language]] = {}
     for language in _table().values():
+        if language.code == SOURCE_CODE_LABEL:  # `code` is a label of its own, not ISO's zxx ("no linguistic content")
+            continue
         by_iso.setdefault(language.iso639_3, []).append(language)
     return {iso: [l.script for l in sorted(langs, key=lambda l: (-l.words, l.script))] for iso, langs in by_iso.items()}
 
@@ -126,6 +130,15 @@ def _individual_code(iso: str, script: str | None = None) -> str:
         raise UnknownLanguage(f"deprecated language code {iso!r}: {error}") from None
     except InvalidLanguageValue:
         raise UnknownLanguage(f"unknown language code {iso!r}") from None
+    if lang.scope() == "Special":  # und, mul, zxx, mis: no language to train on
+        raise UnknownLanguage(f"{iso!r} names no language ({lang.name})")
+    # A code the registry spells otherwise (`tgl` → `fil`, as CLDR), or a member of a macrolanguage the registry
+    # keeps whole (`pes`, `prs` → `fas`): text labelled either way must meet under the registry's label.
+    alias = langcodes.Language.get(iso).to_alpha3()
+    macro = lang.macro().pt3 if lang.macro() else None
+    for candidate in (alias, macro):
+        if candidate in known:
+            return candidate
     members = [member.pt3 for member in lang.individuals()] if lang.scope() == "Macrolanguage" else []
     members = [m for m in members if m in known]
     hint = SCRIPT_ALIASES.get(script or "", script)
@@ -159,21 +172,22 @@ def normalize(label: str, script: str | None = None) -> str:
 
     Raises UnknownLanguage for a label no ISO 639 code matches.
     """
+    fasttext = bool(_LABEL_PREFIX.match(label.strip()))
     raw = _LABEL_PREFIX.sub("", label.strip())
     if not raw:
         raise UnknownLanguage(f"empty language label {label!r}")
     if script is not None:
-        if not re.fullmatch(r"[A-Za-z]{4}", script):
-            raise UnknownLanguage(f"script {script!r} is not an ISO 15924 code (four letters, like Latn)")
-        script = script.title()  # ISO 15924's spelling: a hint of `latn` or `LATN` must not make `eng_latn`
-    if raw == SOURCE_CODE_LABEL:
-        return raw
+        script = _checked_script(script)
+    if raw.lower() == SOURCE_CODE_LABEL:
+        return SOURCE_CODE_LABEL
     match = _REGISTRY_LABEL.match(raw)
     if match:  # GlotLID / FineWeb-2 style: language and script given
-        iso = _individual_code(match.group(1), match.group(2))
-        return f"{iso}_{_pick_script(iso, match.group(2), match.group(2))}"
-    if label.startswith("__label__"):  # only fastText labels use Wikipedia's codes; ISO 639-3 `als` is Tosk Albanian
-        raw = LID176_QUIRKS.get(raw, raw)
+        label_script = _checked_script(match.group(2))
+        iso = _individual_code(match.group(1), label_script)
+        return f"{iso}_{_pick_script(iso, label_script, label_script)}"
+    if fasttext:  # only fastText labels use Wikipedia's codes; ISO 639-3 `als` is Tosk Albanian
+        raw = LID176_QUIRKS.get(raw.lower(), raw)
+        script = script or LID176_SCRIPTS.get(raw.lower())
     if raw in _scripts_by_iso():  # an ISO 639-3 code the registry has: no parsing needed
         return f"{raw}_{_pick_script(raw, script, None)}"
     try:
@@ -185,9 +199,18 @@ def normalize(label: str, script: str | None = None) -> str:
         raise UnknownLanguage(f"unknown language label {label!r}")
     # A script the label spells out wins over the text's, the text's over one langcodes implies (deprecated `sh` →
     # sr-Latn: Serbo-Croatian in Cyrillic text is srp_Cyrl).
-    script = (tag.script if _SCRIPT_SUBTAG.search(raw) else None) or script or tag.script
+    # A region implies a script only where it decides one (az-IR is Arabic-script South Azerbaijani).
+    script = ((tag.script if _SCRIPT_SUBTAG.search(raw) else None) or script or tag.script
+              or (tag.maximize().script if tag.territory else None))
     iso = _individual_code(iso, script)
     return f"{iso}_{_pick_script(iso, script, tag.maximize().script)}"
+
+
+def _checked_script(script: str) -> str:
+    """An ISO 15924 code in its own spelling (`latn` → `Latn`), or UnknownLanguage naming the bad one."""
+    if not re.fullmatch(r"[A-Za-z]{4}", script) or not langcodes.tag_is_valid(f"und-{script}"):
+        raise UnknownLanguage(f"script {script!r} is not an ISO 15924 code (four letters, like Latn)")
+    return script.title()  # a hint of `latn` or `LATN` must not make `eng_latn`
 
 
 def normalize_or_none(label: str, script: str | None = None) -> str | None:

@@ -3,11 +3,12 @@
 The default is mmBERT's staged introduction (languages/data/mmbert_phase_languages.csv, from JHU-CLSP/mmBERT, MIT):
 
     pretrain      60 languages + source code   τ 0.7   2.3T tokens
-    mid_training 110 languages + source code   τ 0.5   600B tokens
+    mid_training 109 languages + source code   τ 0.5   600B tokens
     decay       1833 languages + source code   τ 0.3   100B tokens
 
-mmBERT's ISO 639-3 codes become registry labels in each language's main script (the one with the most FineWeb-2
-data); a YAML schedule can name other labels. A schedule file looks like this:
+mmBERT's sets are ISO 639-3 codes; each becomes every registry label of that language, in all the scripts FineWeb-2
+has it in (Serbian: srp_Cyrl and srp_Latn; Hindi: hin_Deva and romanised hin_Latn), since LID labels text by the
+script it is written in: 74, 133 and 1,891 labels. A YAML schedule can name other labels. A schedule file looks like this:
 
     phases:
       - name: pretrain
@@ -54,10 +55,12 @@ class Phase:
 
 
 def mmbert_phase_languages(column: str) -> tuple[str, ...]:
-    """mmBERT's language set for one phase column (pretrain, mid_training, decay) as registry labels."""
+    """mmBERT's language set for one phase column (pretrain, mid_training, decay) as registry labels, every script."""
     with MMBERT_PHASES_FILE.open(encoding="utf-8") as handle:
         codes = [row["language"] for row in csv.DictReader(handle) if row[column] == "1"]
-    return tuple(sorted({normalize(code) for code in codes}))
+    labels = {normalize(code) for code in codes}
+    isos = {label.split("_")[0] for label in labels if label != SOURCE_CODE_LABEL}
+    return tuple(sorted(labels | {language.code for language in all_languages() if language.iso639_3 in isos}))
 
 
 def default_schedule() -> list[Phase]:

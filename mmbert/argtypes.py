@@ -39,3 +39,16 @@ def probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
     return value
+
+
+def token_count(text: str) -> int:
+    """'50M', '2.3T', '1e9', '600_000_000' → a whole number of tokens >= 1 (budgets on every command line)."""
+    from languages.sampling import parse_token_count
+
+    try:
+        value = parse_token_count(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a token budget must be at least 1, got {text!r}")
+    return value

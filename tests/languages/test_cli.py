@@ -22,7 +22,7 @@ def test_list_phases_as_json():
     assert len(decay) >= 1800
     assert {"code", "iso639_3", "script", "name"} <= set(decay[0])
     pretrain = json.loads(mmbert("languages", "list", "--phase", "pretrain", "--format", "json").stdout)
-    assert len(pretrain) == 61 and "code" in {row["code"] for row in pretrain}
+    assert len(pretrain) == 74 and "code" in {row["code"] for row in pretrain}
 
 
 def test_sample_pretrain_on_fineweb2_counts(tmp_path):
@@ -78,7 +78,8 @@ def test_normalize_command():
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--budget", "nan", "--budget must be >= 0"), ("--budget", "inf", "--budget must be >= 0"),
+    ("--budget", "nan", "expected a number of tokens"), ("--budget", "inf", "expected a number of tokens"),
+    ("--budget", "0", "at least 1"),
     ("--max-epochs", "inf", "--max-epochs must be > 0"),
 ])
 def test_sample_non_finite_numbers_exit_2(tmp_path, flag, value, message):
@@ -87,3 +88,14 @@ def test_sample_non_finite_numbers_exit_2(tmp_path, flag, value, message):
     result = mmbert("languages", "sample", "--counts", str(counts), "--phase", "pretrain", "--budget", "100",
                     flag, value)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_sample_takes_budgets_in_tokens_and_names_data_no_phase_samples(tmp_path):
+    counts = tmp_path / "counts.csv"
+    counts.write_text("language,tokens\nfra_Latn,600\nsrp_Latn,300\nnds_Latn,100\n")
+    result = mmbert("languages", "sample", "--counts", str(counts), "--phase", "pretrain", "--budget", "1.5K",
+                    "--format", "json")
+    assert result.returncode == 0, result.stderr
+    tokens = {label: entry.get("tokens") for label, entry in json.loads(result.stdout).items()}
+    assert tokens["fra_Latn"] == 1500  # the only pretrain language with data takes the whole 1.5K
+    assert "2 languages" in result.stderr and "400 tokens" in result.stderr and "srp_Latn" in result.stderr

@@ -31,6 +31,15 @@ def test_registry_has_at_least_1800_labels_in_xxx_Scrp_form():
     ("ms", "zsm_Latn"), ("est", "ekk_Latn"), ("et", "ekk_Latn"), ("fas", "fas_Arab"), ("fa", "fas_Arab"),
     ("swa", "swh_Latn"), ("nor", "nob_Latn"), ("uzb", "uzn_Latn"), ("lav", "lvs_Latn"), ("nep", "npi_Deva"),
     ("code", "code"),
+    # lid.176 codes FineWeb-2 and mmBERT use as they are (not the ISO successor), and the fastText prefix's
+    # corrections whatever the case or surrounding space
+    ("__label__eml", "eml_Latn"), ("__label__nah", "nah_Latn"), (" __label__als", "gsw_Latn"),
+    ("__label__ALS", "gsw_Latn"), ("CODE", "code"), ("__label__ku", "kmr_Latn"),
+    # a code the registry spells otherwise meets its label: member of a macrolanguage kept whole, CLDR alias
+    ("pes", "fas_Arab"), ("prs", "fas_Arab"), ("__label__pes_Arab", "fas_Arab"), ("__label__prs_Arab", "fas_Arab"),
+    ("tgl", "fil_Latn"), ("__label__tgl_Latn", "fil_Latn"),
+    # a region that decides the script
+    ("az-IR", "azb_Arab"), ("uz-AF", "uzs_Arab"), ("sr-ME", "srp_Latn"), ("zh-TW", "cmn_Hani"),
 ])
 def test_normalize_each_label_style(label, expected):
     assert normalize(label) == expected
@@ -63,7 +72,9 @@ def test_script_hint_picks_among_a_languages_scripts():
         normalize("en", script="Xyz")
 
 
-@pytest.mark.parametrize("label", ["", "__label__", "xyz", "__label__qqq_Latn", "not a language"])
+@pytest.mark.parametrize("label", ["", "__label__", "xyz", "__label__qqq_Latn", "not a language",
+                                   # ISO's special codes name no language; a script must be ISO 15924's
+                                   "und", "__label__und_Latn", "mul_Latn", "zxx_Zxxx", "eng_Abcd"])
 def test_unknown_labels_raise(label):
     with pytest.raises(UnknownLanguage):
         normalize(label)
