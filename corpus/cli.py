@@ -64,7 +64,7 @@ def register(subparsers) -> None:
     source.add_argument("--write-removed", action="store_true", help="also write dropped documents to OUT/_removed/")
     source.add_argument("--text-field", default="text", help="text column of JSONL/Parquet inputs (default: text)")
     source.add_argument("--rows-per-part", type=positive_int, default=50_000,
-                        help="rows per Parquet file (default: 50000)")
+                        help="about this many rows per Parquet file (parts are chosen by hash; default: 50000)")
     steps = build.add_argument_group("steps")
     steps.add_argument("--extractor", choices=("resiliparse", "trafilatura"), default="resiliparse")
     steps.add_argument("--max-page-bytes", type=positive_int, default=4 * 1024 * 1024,
@@ -126,14 +126,19 @@ def read_thresholds(path: str) -> dict[str, float]:
             rows = list(csv.DictReader(handle))
     except OSError as error:
         raise UsageError(f"cannot read --language-thresholds {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--language-thresholds {path} is not UTF-8 text") from None
     if not rows or not {"language", "language_score"} <= set(rows[0]):
         raise UsageError(f"{path}: expected a CSV with columns language,language_score")
     thresholds = {}
     for number, row in enumerate(rows, start=2):
         try:
-            thresholds[normalize(row["language"])] = probability(row["language_score"])
+            label, score = normalize(row["language"]), probability(row["language_score"])
         except (UnknownLanguage, ValueError, argparse.ArgumentTypeError) as error:
             raise UsageError(f"{path}:{number}: {error}") from None
+        if thresholds.setdefault(label, score) != score:  # `eng` and `eng_Latn` are one language
+            raise UsageError(f"{path}:{number}: a second, different score for {label} ({score} after "
+                             f"{thresholds[label]})")
     return thresholds
 
 

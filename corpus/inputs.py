@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 from corpus.records import Removed
 from mmbert.errors import UsageError
 
-WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".arc.gz")
+WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")  # (ARC, pre-2013 crawls: fastwarc does not read it)
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 PARQUET_SUFFIXES = (".parquet",)
 MANIFEST_NAME_HINTS = (".paths", ".paths.gz", ".txt", ".txt.gz")
@@ -108,6 +108,9 @@ def read_warc(path: str, handle, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -
             date = iso_date(record.headers.get("WARC-Date"))
             if record.record_type == WarcRecordType.conversion:
                 kind, content_type, charset = "text", "text/plain", "utf-8"
+            elif record.record_type == WarcRecordType.resource:  # a file as fetched (wget, FTP): no HTTP header
+                content_type = record.headers.get("Content-Type", "")
+                kind, charset = "html", _charset_of(content_type)
             else:
                 record.parse_http()
                 if not record.is_http or record.http_headers is None:
@@ -133,13 +136,22 @@ def read_warc(path: str, handle, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -
         yield Removed("corrupt_file", "read")
 
 
+def _charset_of(content_type: str) -> str | None:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip(' "'):
+            return value.strip(' "')
+    return None
+
+
 def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Removed:
     text = obj.get(text_field)
     if not isinstance(text, str) or not text.strip():
         return Removed("empty_text", "read")
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     date = obj.get("date") or metadata.get("date")
-    document = {"id": str(obj.get("id") or f"{path}#{index}"), "url": str(obj.get("url") or metadata.get("url") or ""),
+    given_id = obj.get("id")
+    document = {"id": f"{path}#{index}" if given_id is None or given_id == "" else str(given_id), "url": str(obj.get("url") or metadata.get("url") or ""),
                 "date": iso_date(date) if date else "", "text": text, "source": path}
     try:  # JSON may escape half a surrogate pair ("\ud83d"): no UTF-8 writer downstream accepts it
         "".join((document["id"], document["url"], text)).encode("utf-8")
@@ -156,13 +168,13 @@ def read_jsonl(path: str, handle, text_field: str = "text") -> Iterator[dict | R
             if not raw.strip():
                 continue
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if index == 0 else "utf-8")  # a byte-order mark costs no record
             except UnicodeDecodeError:
                 yield Removed("bad_utf8", "read", len(raw))
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # nesting deeper than the parser's stack is a bad line too
                 yield Removed("bad_json", "read", len(raw))
                 continue
             yield _document(obj, path, index, text_field) if isinstance(obj, dict) else Removed("bad_json", "read")
@@ -198,8 +210,14 @@ def read_records(path: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
         return
     with handle:
         if fmt == "warc":
-            yield from read_warc(path, handle, max_page_bytes)
+            records = read_warc(path, handle, max_page_bytes)
         elif fmt == "jsonl":
-            yield from read_jsonl(path, handle, text_field)
+            records = read_jsonl(path, handle, text_field)
         else:
-            yield from read_parquet(path, handle, text_field)
+            records = read_parquet(path, handle, text_field)
+        empty = True
+        for record in records:
+            empty = False
+            yield record
+        if empty:  # a zero-byte or blank file: counted, so that no input goes unmentioned in stats.json
+            yield Removed("empty_file", "read")

@@ -117,9 +117,12 @@ def check_output(output: str, overwrite: bool, languages) -> None:
             raise UsageError(f"output {output} is not empty (pass --overwrite to replace it)")
         return
     path = Path(output)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"output {output} exists and is not a directory")
-    existing = path.is_dir() and any(path.iterdir())
+    try:
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"output {output} exists and is not a directory")
+        existing = path.is_dir() and any(path.iterdir())
+    except OSError as error:  # a name too long, a path under /proc: not something one can write to
+        raise UsageError(f"output {output} cannot be used: {error.strerror}") from None
     if languages:
         if not (path / "_SUCCESS").exists():
             raise UsageError(f"--languages rebuilds languages inside a finished corpus; {output} has no _SUCCESS")
@@ -130,6 +133,17 @@ def check_output(output: str, overwrite: bool, languages) -> None:
         parent = parent.parent
     if not os.access(parent, os.W_OK):
         raise UsageError(f"output {output} is not writable (no write permission on {parent})")
+
+
+def check_inputs_outside(paths: list[str], output: str) -> None:
+    """UsageError when an input lies inside OUT: replacing OUT would delete it."""
+    if is_remote(output):
+        return
+    out = Path(output).resolve()
+    for path in paths:
+        if not is_remote(path) and Path(path).resolve().is_relative_to(out):
+            raise UsageError(f"input {path} is inside --output {output}, which the build replaces; "
+                             "move it or write elsewhere")
 
 
 def _surely_missing(path: str) -> bool:
@@ -251,8 +265,10 @@ def run_build(inputs: list[str], output: str, config: BuildConfig | None = None,
         output = str(Path(output).resolve())  # `--output .` names the directory, whose name the staging needs
     check_output(output, overwrite, config.languages)
     paths = resolve_inputs(inputs, manifests)
+    check_inputs_outside(paths, output)
     pipeline = new_pipeline(list(beam_args or []), config.num_workers)  # a bad --runner stops here, before any work
     parameters = json.loads(json.dumps(asdict(config)))  # exactly what stats.json will hold (tuples → lists)
+    del parameters["num_workers"]  # the output does not depend on it: stats.json is the same for any count
     parameters["inputs"] = paths
 
     def run(staging: str) -> dict:

@@ -29,14 +29,16 @@ _UMASK = _process_umask()
 
 def _make_parent(path: Path, kind: str) -> None:
     """Create `path`'s directory; UsageError (exit 2) when the path cannot be one's output at all."""
-    if kind == "file" and path.is_dir():
-        raise UsageError(f"{path} is a directory; name a file to write")
-    if kind == "directory" and path.exists() and not path.is_dir():
-        raise UsageError(f"{path} is a file; name a directory to write")
     try:
+        if kind == "file" and path.is_dir():
+            raise UsageError(f"{path} is a directory; name a file to write")
+        if kind == "directory" and path.exists() and not path.is_dir():
+            raise UsageError(f"{path} is a file; name a directory to write")
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise UsageError(f"cannot write {path}: a file stands where a directory of its path should be") from None
+    except OSError as error:  # a name too long, a read-only or virtual filesystem
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None
 
 
 @contextlib.contextmanager
@@ -72,14 +74,18 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     """
     path = Path(path)
     _make_parent(path, "directory")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         old = None
         if path.exists():
-            if not overwrite:
-                raise FileExistsError(f"{path} already exists")
+            if not overwrite:  # made by someone else while this ran: theirs stays, this one is not written
+                raise UsageError(f"{path} appeared while this was being written (another run?); "
+                                 "nothing was replaced; pass --overwrite to replace it")
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
         os.replace(tmp, path)

@@ -72,7 +72,8 @@ def quiet_beam_import_warning() -> None:
 
 
 def new_pipeline(beam_args, num_workers: int, running_mode: str | None = None):
-    """A Beam pipeline for those options; an unknown runner or option is a UsageError before anything runs."""
+    """A Beam pipeline for those options; an unknown runner or a malformed option is a UsageError before anything
+    runs. (An option no installed Beam module defines is only logged by Beam: a runner's plugin may define it.)"""
     import apache_beam as beam
 
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from mmbert import __version__
@@ -66,16 +67,45 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"mmbert {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(interrupt)
     except BrokenPipeError:  # `mmbert languages list | head`: the reader left; nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's final flush fails too
         return 141
+    except Exception as error:  # Beam's runner re-raises an interrupt inside a stage as a RuntimeError
+        interrupt = _interrupt_behind(error)
+        if interrupt is None:
+            raise
+        return _interrupted(interrupt)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that half-written outputs are removed as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> int:
+    terminated = isinstance(interrupt, Terminated)
+    print("terminated" if terminated else "interrupted", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def program() -> None:
     """The `mmbert` program (console script and `python -m mmbert`); `main` is what tests call in-process."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     code = main()
     distributed = sys.modules.get("training.distributed")  # imported only by commands that train
     if distributed is not None:

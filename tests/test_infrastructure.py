@@ -27,7 +27,7 @@ def test_atomic_directory_replaces_only_when_finished(tmp_path):
     with atomic_directory(target) as staging:
         (staging / "part-0").write_text("a")
     assert (target / "part-0").read_text() == "a"
-    with pytest.raises(FileExistsError):
+    with pytest.raises(UsageError, match="appeared while"):  # another run's output, made meanwhile, is kept
         with atomic_directory(target) as staging:
             (staging / "part-0").write_text("b")
     with pytest.raises(RuntimeError):
@@ -39,6 +39,13 @@ def test_atomic_directory_replaces_only_when_finished(tmp_path):
         (staging / "part-1").write_text("d")
     assert sorted(p.name for p in target.iterdir()) == ["part-1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+def test_an_output_path_no_directory_can_take_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="cannot write"):
+        with atomic_directory(tmp_path / ("x" * 300)):
+            pass
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_outputs_get_the_permissions_of_plain_ones(tmp_path):

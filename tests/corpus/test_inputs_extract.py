@@ -153,6 +153,42 @@ def test_a_bad_jsonl_line_costs_only_itself(tmp_path):
     assert [d["id"] for d in documents] == [f"d{i}" for i in range(400) if i not in (100, 200)]
 
 
+def test_jsonl_edge_records_are_kept_or_counted(tmp_path):
+    # a byte-order mark before the first record, an id of 0 (falsy, still the document's id), a line nested deeper
+    # than the JSON parser's stack (RecursionError, not ValueError)
+    lines = [b"\xef\xbb\xbf" + json.dumps({"id": "first", "text": "Premier document"}).encode(),
+             json.dumps({"id": 0, "text": "Document zéro"}).encode(), b"[" * 100_000 + b"]" * 100_000,
+             json.dumps({"id": "last", "text": "Dernier document"}).encode()]
+    path = tmp_path / "edge.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    counts, documents = _outcomes(path)
+    assert counts == {"ok": 3, "bad_json": 1}
+    assert [d["id"] for d in documents] == ["first", "0", "last"]
+
+
+@pytest.mark.parametrize("name", ["empty.warc.gz", "empty.jsonl", "blank.jsonl", "empty.wet"])
+def test_a_file_without_records_is_counted(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"\n\n" if name.startswith("blank") else b"")
+    assert _outcomes(path)[0] == {"empty_file": 1}
+
+
+def test_warc_resource_records_are_read_by_their_content_type(tmp_path):
+    def record(content_type: str, payload: bytes) -> bytes:
+        header = ("WARC/1.0\r\nWARC-Type: resource\r\nWARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-00000000000"
+                  f"{len(payload) % 10}>\r\nWARC-Target-URI: file:///page.html\r\nWARC-Date: 2024-01-01T00:00:00Z\r\n"
+                  f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n\r\n")
+        return header.encode() + payload + b"\r\n\r\n"
+
+    html = "<html><body><p>Ceci est une page enregistrée par wget, sans en-tête HTTP.</p></body></html>"
+    path = tmp_path / "wget.warc"
+    path.write_bytes(record("text/html; charset=iso-8859-1", html.encode("latin-1"))
+                     + record("image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64))
+    counts, documents = _outcomes(path)
+    assert counts["ok"] == 1 and sum(counts.values()) == 2, counts
+    assert "enregistrée par wget" in documents[0]["text"] and documents[0]["url"] == "file:///page.html"
+
+
 def test_resolve_inputs_globs_manifests_and_errors(tmp_path):
     assert len(resolve_inputs([str(WARC / "*.warc.gz")])) == 5
     manifest = tmp_path / "warc.paths.gz"

@@ -146,7 +146,7 @@ def test_two_workers_give_the_same_output(built, inputs, tmp_path):
     with open(f"{other}/stats.json", encoding="utf-8") as handle:
         assert json.load(handle) == stats2
     assert _tables(other) == _tables(output)
-    assert {k: v for k, v in stats2.items() if k != "parameters"} == {k: v for k, v in stats.items() if k != "parameters"}
+    assert stats2 == stats  # parameters too: the worker count is not recorded, since nothing depends on it
 
 
 def test_awkward_inputs_never_crash(tmp_path):
@@ -236,6 +236,46 @@ def test_thresholds_are_keyed_as_the_pipeline_looks_them_up():
                                                                            "deu_Latn": 0.4}
     with pytest.raises(UsageError, match="eng_Latn two different scores"):
         registry_thresholds({"en": 0.9, "eng_Latn": 0.5})
+
+
+def test_inputs_inside_the_output_are_refused_not_deleted(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "work"
+    out.mkdir()
+    shutil.copy(WARC / "clipped.warc.gz", out / "in.warc.gz")
+    assert main(["corpus", "build", "--input", str(out / "in.warc.gz"), "--output", str(out), "--overwrite"]) == 2
+    assert "is inside --output" in capsys.readouterr().err and (out / "in.warc.gz").exists()
+    monkeypatch.chdir(out)
+    assert main(["corpus", "build", "--input", "in.warc.gz", "--output", ".", "--overwrite"]) == 2
+    assert (out / "in.warc.gz").exists()
+
+
+def test_conflicting_or_unreadable_threshold_tables_are_usage_errors(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("language,language_score\neng,0.5\neng_Latn,0.6\n")
+    args = ["corpus", "build", "--input", str(WARC / "clipped.warc.gz"), "--output", str(tmp_path / "o")]
+    assert main([*args, "--language-thresholds", str(table)]) == 2
+    assert "t.csv:3: a second, different score for eng_Latn" in capsys.readouterr().err
+    table.write_bytes(b"\xff\xfelanguage,language_score\n")
+    assert main([*args, "--language-thresholds", str(table)]) == 2
+    assert "is not UTF-8" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_sigterm_removes_the_half_written_output(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    build = subprocess.Popen([sys.executable, "-m", "mmbert", "corpus", "build", "--input", *MAIN_INPUTS,
+                              "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*.tmp")) and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the staging directory exists: the build is under way
+    build.send_signal(signal.SIGTERM)
+    _, err = build.communicate(timeout=120)
+    assert build.returncode == 143 and err.rstrip().endswith("terminated"), err[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_the_current_directory_can_be_the_output(tmp_path, monkeypatch):
