@@ -139,9 +139,11 @@ def eval_command(args) -> int:
     languages = _languages(args.languages)
     resolve_model_path(args.model)
     pick_device(args.device)
-    for name in ("batch_size", "max_length", "mlm_positions", "epochs"):
+    for name in ("batch_size", "mlm_positions", "epochs"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_length < 3:  # [CLS] and [SEP] around at least one token of text
+        raise UsageError(f"--max-length must be at least 3, got {args.max_length}")
     if not args.learning_rate > 0:
         raise UsageError(f"--learning-rate must be > 0, got {args.learning_rate}")
     transfer_from = _languages([args.transfer_from], "--transfer-from")[0]

@@ -43,7 +43,8 @@ def pseudo_perplexity(log_likelihoods: torch.Tensor) -> float:
     """exp(−mean log p) over masked tokens; a model that predicts uniformly over V tokens scores exactly V."""
     if log_likelihoods.numel() == 0:
         raise ValueError("pseudo-perplexity of no tokens")
-    return math.exp(-log_likelihoods.double().mean().item())
+    mean_nll = -log_likelihoods.double().mean().item()
+    return math.exp(mean_nll) if mean_nll < 709.0 else math.inf  # exp overflows a double past ~709.78
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -44,27 +44,28 @@ def measure_fertility(texts_by_language: dict[str, list[str]], tokenizer) -> dic
 
     `tokenizer` is a `tokenizers.Tokenizer` or a spec that `tokenizer.gemma.load_tokenizer` accepts.
     """
+    from tokenizers import Tokenizer
+
     from tokenizer.gemma import load_tokenizer
+    from tokenizer.special_tokens import encode_special_tokens_as_text
 
     if isinstance(tokenizer, (str, Path)):
         tokenizer = load_tokenizer(tokenizer)
+    # Count what packing writes: "<eos>" or "<mask>" written in a text is text (Gemma 2 does not mark "<mask>"
+    # special, so only packing's own set does). A copy: the caller's tokenizer is left as it was.
+    tokenizer = encode_special_tokens_as_text(Tokenizer.from_str(tokenizer.to_str()))
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-    # "<eos>" written in a text is text, as when packing; the caller's tokenizer is left as it was.
-    previous, tokenizer.encode_special_tokens = tokenizer.encode_special_tokens, True
-    try:
-        results = {}
-        for label, texts in texts_by_language.items():
-            script = _script(label, texts)
-            tokens = sum(len(encoding.ids) for encoding in encode(list(texts), add_special_tokens=False))
-            words = sum(count_words(text, script) for text in texts)
-            size = sum(len(text.encode("utf-8")) for text in texts)
-            results[label] = {
-                "documents": len(texts), "words": words, "tokens": tokens, "bytes": size,
-                "tokens_per_word": tokens / words if words else None,
-                "bytes_per_token": size / tokens if tokens else None,
-            }
-    finally:
-        tokenizer.encode_special_tokens = previous
+    results = {}
+    for label, texts in texts_by_language.items():
+        script = _script(label, texts)
+        tokens = sum(len(encoding.ids) for encoding in encode(list(texts), add_special_tokens=False))
+        words = sum(count_words(text, script) for text in texts)
+        size = sum(len(text.encode("utf-8")) for text in texts)
+        results[label] = {
+            "documents": len(texts), "words": words, "tokens": tokens, "bytes": size,
+            "tokens_per_word": tokens / words if words else None,
+            "bytes_per_token": size / tokens if tokens else None,
+        }
     return results
 
 

@@ -403,10 +403,10 @@ def _checked_tokenizer(spec) -> tuple[str, dict]:
     """(what workers load: a local file, or the hub id; the manifest's tokenizer record), after checking its ids."""
     path = resolve_tokenizer_file(spec)
     load_spec = str(path.resolve()) if path is not None else str(spec)
-    tokenizer = packing_tokenizer(load_spec)
-    if problems := check_special_ids(tokenizer):
+    # Checked before packing adds the special tokens it reads as text, which would give them made-up ids.
+    if problems := check_special_ids(load_tokenizer(load_spec)):
         raise UsageError(f"tokenizer {spec!r} does not use the encoder's special ids: " + "; ".join(problems))
-    return load_spec, describe_tokenizer(spec, tokenizer)
+    return load_spec, describe_tokenizer(spec, packing_tokenizer(load_spec))
 
 
 def _run_pipeline(plan, tokenizer_file, tmp: Path, seq_len, heldout_fraction, seed, max_chars, num_workers,

@@ -144,6 +144,12 @@ def test_missing_model_directory(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_max_length_without_room_for_text(tmp_path, tiny_xlmr, capsys):
+    error = run_failing(["eval", "--model", str(tiny_xlmr), "--tasks", "retrieval", "--max-length", "2",
+                         "--output", str(tmp_path / "out")], capsys)
+    assert "--max-length must be at least 3" in error and not (tmp_path / "out").exists()
+
+
 def test_directory_that_is_no_model(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     error = run_failing(["eval", "--model", str(tmp_path / "empty"), "--output", str(tmp_path / "out")], capsys)

@@ -47,6 +47,11 @@ def test_uniform_predictions_have_pseudo_perplexity_of_the_vocabulary_size():
     assert not correct.any()  # ties go to id 0, never a target here
 
 
+def test_pseudo_perplexity_past_a_doubles_range_is_infinite_not_an_error():
+    assert pseudo_perplexity(torch.tensor([-800.0, -900.0])) == math.inf
+    assert pseudo_perplexity(torch.tensor([-700.0])) == pytest.approx(math.exp(700))
+
+
 def test_pseudo_perplexity_and_accuracy_by_hand():
     # Two positions: p(true) = 1/2 and 1/8 → PPPL = exp(-(ln 1/2 + ln 1/8) / 2) = sqrt(16) = 4.
     logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.125, 0.75, 0.125]]))

@@ -30,6 +30,12 @@ def test_measure_fertility_on_udhr(udhr_texts, gemma2_tokenizer_json):
         assert row["documents"] == len(udhr_texts[label]) and row["words"] > 500
         assert row["tokens_per_word"] == pytest.approx(row["tokens"] / row["words"])
         assert row["bytes_per_token"] == pytest.approx(row["bytes"] / row["tokens"])
+    # Special-token strings in a text count as packing writes them: as text ("<mask>" is not special in Gemma 2).
+    from tokenizer.pack import packing_tokenizer
+
+    text = "Use <mask> here, not <eos> or <bos>."
+    packed = len(packing_tokenizer(str(gemma2_tokenizer_json)).encode(text, add_special_tokens=False).ids)
+    assert measure_fertility({"eng_Latn": [text]}, tokenizer)["eng_Latn"]["tokens"] == packed
     # Gemma 2 is known to be frugal on English and costly on Ge'ez script.
     assert 1.0 < results["eng_Latn"]["tokens_per_word"] < 1.5 < results["amh_Ethi"]["tokens_per_word"]
     assert results["eng_Latn"]["bytes_per_token"] > results["amh_Ethi"]["bytes_per_token"]

@@ -298,6 +298,17 @@ def test_unusable_arguments_write_nothing(change, message, udhr_corpus_dir, gemm
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_tokenizer_without_the_special_ids_is_named_as_it_is(udhr_corpus_dir, tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    path = tmp_path / "wordlevel.json"
+    Tokenizer(WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]")).save(str(path))
+    with pytest.raises(UsageError, match="<pad> has id None, expected 0"):  # not the ids packing would add
+        run_pack(corpus_dir=udhr_corpus_dir, tokenizer_spec=str(path), seq_len=64, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_pack_errors_exit_2(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path, capsys):
     incomplete = tmp_path / "incomplete"
     write_part(incomplete / "eng_Latn", ["text"])
