@@ -143,7 +143,7 @@ def decode_cost(shards: Path, work: Path, group_tokens: int, seq_len: int) -> fl
     tiled = pa.concat_tables([real] * (rows // real.num_rows + 1)).slice(0, rows)
     path = work / f"group-{group_tokens}.parquet"
     pq.write_table(tiled, path, row_group_size=rows, compression="zstd", use_dictionary=False)  # as pack writes
-    table = RowTable.scan([path])
+    table = RowTable.scan([path], seq_len)
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()

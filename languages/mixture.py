@@ -277,6 +277,7 @@ def read_packed_shards(path: str | Path) -> PackedShards:
             indices, unit_first_row, unit_rows = [], first_row, 0
             for index in range(metadata.num_row_groups):
                 num_rows = metadata.row_group(index).num_rows
+                check_row_width(file, metadata, index, seq_len)
                 if num_rows:
                     indices.append(index)
                     unit_rows += num_rows
@@ -372,6 +373,19 @@ def phase_manifest(plan: PhasePlan, schedule: Phase, taken: Mapping[str, Mapping
 
 
 # --------------------------------------------------------------------------------------------------------------------
+def check_row_width(file, metadata, group: int, seq_len: int) -> None:
+    """UsageError unless every row of a row group holds seq_len tokens. From the footer alone: the input_ids column
+    counts rows x seq_len values (shards of another --seq-len copied into a language's directory would not)."""
+    row_group = metadata.row_group(group)
+    column = next((row_group.column(j) for j in range(row_group.num_columns)
+                   if row_group.column(j).path_in_schema.startswith("input_ids")), None)
+    if column is None:
+        raise UsageError(f"{file}: no input_ids column; not packed shards")
+    if column.num_values != row_group.num_rows * seq_len:
+        raise UsageError(f"{file}: row group {group} holds {column.num_values:,} tokens in {row_group.num_rows:,} "
+                         f"rows, not rows of {seq_len} as the shards' manifest says (shards of another --seq-len?)")
+
+
 # The Beam job.
 
 _STATS_FILE = ".rows_taken.json"  # per phase, written by the job, checked against the plan, then removed

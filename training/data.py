@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from languages.mixture import check_row_width
 from languages.sampling import read_counts_csv, temperature_weights, token_budgets
 from languages.schedule import parse_phase
 from mmbert.errors import UsageError
@@ -50,11 +51,13 @@ class RowTable:
     starts: list[int]  # first row index of each group
 
     @classmethod
-    def scan(cls, files: list[Path]) -> "RowTable":
+    def scan(cls, files: list[Path], seq_len: int) -> "RowTable":
+        """The tables' row groups, each checked to hold rows of seq_len tokens (from the Parquet footers)."""
         groups, starts, total = [], [], 0
         for file_index, path in enumerate(files):
             metadata = pq.ParquetFile(path).metadata
             for group in range(metadata.num_row_groups):
+                check_row_width(path, metadata, group, seq_len)
                 rows = metadata.row_group(group).num_rows
                 if rows:
                     groups.append((file_index, group, rows))
@@ -142,12 +145,19 @@ class PackedShards:
 
     def table(self, language: str) -> RowTable:
         if language not in self._tables:
-            self._tables[language] = RowTable.scan(_parquet_files(self.path / language / "train"))
+            self._tables[language] = RowTable.scan(_parquet_files(self.path / language / "train"), self.seq_len)
         return self._tables[language]
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Phase sources
+
+
+def position_key(path: Path | str, language: str | None = None) -> str:
+    """Where a checkpoint keeps a stream's (or a mixture's) position: the directory however the recipe spells it
+    (relative, through a symlink), so that a resumed run finds it."""
+    where = str(Path(path).resolve())
+    return where if language is None else f"{where}:{language}"
 
 
 def _stable_hash(text: str) -> int:
@@ -198,7 +208,7 @@ class SampledPhase:
         self.weights = np.array([weights[language] for language in languages], dtype=np.float64)
         self.weights /= self.weights.sum()
         # Streams are keyed by shards directory and language: a later phase on the same shards continues the order.
-        self.streams = [streams.setdefault(f"{shards.path}:{language}",
+        self.streams = [streams.setdefault(position_key(shards.path, language),
                                            LanguageStream(f"{language}@{shards.seq_len}", shards.table(language), seed))
                         for language in languages]
 
@@ -211,12 +221,16 @@ class SampledPhase:
 class MixturePhase:
     """A materialised phase mixture, read in order and cycled (its rows are already shuffled and balanced)."""
 
-    def __init__(self, index: int, phase: PhaseConfig, path: Path, mixture_positions: dict[str, int]):
+    def __init__(self, index: int, phase: PhaseConfig, path: Path, seq_len: int, mixture_positions: dict[str, int]):
         self.index, self.phase, self.path = index, phase, path
-        self.table = RowTable.scan(_parquet_files(path / "train"))
+        self.table = RowTable.scan(_parquet_files(path / "train"), seq_len)
         if not self.table.num_rows:
             raise UsageError(f"mixture {path}: no rows under train/")
-        self.key, self.positions = str(path), mixture_positions
+        if phase.budget > self.table.num_rows * seq_len:  # its rows come round again, past the mixture's epoch caps
+            log.warning("phase %s trains on %s tokens but its mixture %s holds %s: its rows repeat %.2f times",
+                        phase.name, f"{phase.budget:,}", path, f"{self.table.num_rows * seq_len:,}",
+                        phase.budget / (self.table.num_rows * seq_len))
+        self.key, self.positions = position_key(path), mixture_positions
         self.positions.setdefault(self.key, 0)
         self._languages = None
 
@@ -286,7 +300,7 @@ class TrainLoader:
             self._check_seq_len(where, phase, seq_len, path, "mixture")
             if (Path(phase.shards or self.recipe.data.shards) / "_SUCCESS").is_file():
                 self.shards(phase)  # the shards it was drawn from: their tokenizer goes into every checkpoint
-            return MixturePhase(index, phase, path, self.mixture_positions)
+            return MixturePhase(index, phase, path, seq_len, self.mixture_positions)
         shards = self.shards(phase)
         self._check_seq_len(where, phase, shards.seq_len, shards.path, "shards")
         available = {language for language, count in shards.counts.items() if count > 0}
@@ -400,8 +414,14 @@ class TrainLoader:
         self.phase_index = int(state["phase_index"])
         self.step_in_phase, self.tokens_in_phase = int(state["step_in_phase"]), int(state["tokens_in_phase"])
         for key, (epoch, position) in state["streams"].items():
+            key = position_key(*key.rsplit(":", 1))  # checkpoints before keys were resolved paths
             if key not in self.streams:
-                log.warning("checkpoint has a position for %s, which this recipe does not read", key)
+                log.warning("checkpoint has a position for %s, which this recipe does not read: that stream "
+                            "starts over", key)
                 continue
             self.streams[key].epoch, self.streams[key].position = int(epoch), int(position)
-        self.mixture_positions.update({key: int(value) for key, value in state["mixtures"].items()})
+        for key, position in state["mixtures"].items():
+            key = position_key(key)
+            if key not in self.mixture_positions:
+                log.warning("checkpoint has a position in mixture %s, which this recipe does not read", key)
+            self.mixture_positions[key] = int(position)

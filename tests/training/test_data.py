@@ -125,7 +125,7 @@ def test_rows_read_through_the_cache_are_the_files_rows_one_decode_per_group_and
     pq.write_table(pq.read_table(next((shards_64 / "eng_Latn" / "train").glob("part-*.parquet"))), path,
                    row_group_size=10)
     expected = pq.read_table(path).to_pydict()
-    table = RowTable.scan([path])
+    table = RowTable.scan([path], 64)
     assert len(table.groups) >= 3
     for take_every, start in ((1, 0), (2, 0), (2, 1)):
         stream, cache = LanguageStream("eng_Latn@64", table, seed=3), RowGroupCache()
@@ -161,6 +161,22 @@ def test_resumed_loader_sees_the_same_rows(shards_64):
         assert (x.input_ids == y.input_ids).all() and x.row_seeds == y.row_seeds and x.phase_index == y.phase_index
 
 
+def test_a_resumed_loader_finds_its_positions_under_another_spelling_of_the_shards(shards_64, tmp_path,
+                                                                                   monkeypatch, caplog):
+    loader = TrainLoader(recipe(shards_64))
+    batches(loader, 3)
+    state = loader.state_dict()
+    expected = batches(loader, 3)
+    (tmp_path / "link").symlink_to(shards_64)  # a symlink, then a relative path: the same directory
+    monkeypatch.chdir(tmp_path)
+    for spelling in (tmp_path / "link", "link"):
+        resumed = TrainLoader(recipe(spelling))
+        resumed.load_state_dict(state)
+        for x, y in zip(expected, batches(resumed, 3)):
+            assert (x.input_ids == y.input_ids).all() and x.row_seeds == y.row_seeds
+    assert "does not read" not in caplog.text
+
+
 def test_missing_languages_fail_by_name_or_are_skipped_when_asked(shards_64, caplog):
     phases = [{"name": "p", "languages": ["eng_Latn", "zul_Latn", "xho_Latn"], "temperature": 0.7, "budget": 1024,
                "mask_rate": 0.3, "seq_len": 64}]
@@ -184,6 +200,24 @@ def test_sequence_length_and_shards_errors_are_clear(shards_64, shards_128, tmp_
     (tmp_path / "half").mkdir()
     with pytest.raises(UsageError, match=r"_SUCCESS is missing"):
         TrainLoader(recipe(tmp_path / "half"))
+
+
+def test_rows_of_another_length_in_a_shards_directory_are_named_before_training(shards_64, shards_128, tmp_path):
+    import shutil
+
+    from languages.mixture import read_packed_shards
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(shards_64, mixed)
+    language = sorted(p.parent.parent.name for p in mixed.glob("*/train/part-*.parquet"))[0]
+    for part in (shards_128 / language / "train").glob("part-*.parquet"):
+        shutil.copy(part, mixed / language / "train" / f"part-9{part.name[5:]}")  # beside the 64-token parts
+    phases = [{"name": "p", "languages": [language], "temperature": 0.7, "budget": 1024, "mask_rate": 0.3,
+               "seq_len": 64}]
+    with pytest.raises(UsageError, match=r"part-9.*rows of 64 as the shards' manifest says"):
+        TrainLoader(recipe(mixed, phases)).next_batch(2)
+    with pytest.raises(UsageError, match=r"part-9.*rows of 64"):  # and the mixture job, before its Beam run
+        read_packed_shards(mixed)
 
 
 def test_materialised_mixture_is_read_in_order(shards_64, tmp_path):
