@@ -9,12 +9,14 @@ Out: `RUN/checkpoints/step-XXXXXXXX/` with
 
 and `RUN/checkpoints/latest` (a text file naming the newest). Each directory is built under a temporary name and
 renamed into place, and `latest` is replaced atomically after it, so a kill at any moment leaves the previous
-checkpoint intact. Only the newest `keep` checkpoints are kept.
+checkpoint intact. Only the newest `keep` checkpoints are kept; after a resume from an older step, the newer ones of
+the replaced run are removed at the first save, as are temporary directories a killed save left.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from mmbert.atomic import atomic_directory, write_text_atomic
 from mmbert.errors import UsageError
 
 MODEL_FILE, META_FILE, STATE_FILE, LATEST = "model.safetensors", "checkpoint.json", "trainer_state.pt", "latest"
+log = logging.getLogger(__name__)
 
 
 def checkpoint_name(step: int) -> str:
@@ -36,6 +39,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model_state: dict, meta: dic
     """Write checkpoint `step` atomically, point `latest` at it, then delete all but the newest `keep`."""
     directory = Path(run_dir) / "checkpoints"
     target = directory / checkpoint_name(step)
+    for leftover in [*directory.glob(".step-*.tmp"), *directory.glob(".step-*.old-*")]:  # from a killed save
+        shutil.rmtree(leftover, ignore_errors=True)
     with atomic_directory(target, overwrite=True) as tmp:
         tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in model_state.items()}
         save_file(tensors, tmp / MODEL_FILE, metadata={"format": "pt"})
@@ -43,9 +48,14 @@ def save_checkpoint(run_dir: str | Path, step: int, model_state: dict, meta: dic
                                      encoding="utf-8")
         torch.save(trainer_state, tmp / STATE_FILE)
     write_text_atomic(directory / LATEST, target.name + "\n")
-    for old in list_checkpoints(directory)[:-keep]:
-        if old != target:  # after resuming from an older checkpoint, newer stale ones must not push this one out
-            shutil.rmtree(old, ignore_errors=True)
+    existing = list_checkpoints(directory)
+    # Newer checkpoints belong to the run this one replaced by resuming from an older step: not this run's history.
+    abandoned = [path for path in existing if path.name > target.name]
+    if abandoned:
+        log.warning("removing %d checkpoints after step %d, left by the run this resumed run replaces: %s",
+                    len(abandoned), step, ", ".join(path.name for path in abandoned))
+    for old in abandoned + [path for path in existing if path.name <= target.name][:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
     return target
 
 

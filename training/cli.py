@@ -74,8 +74,8 @@ def _add_export(subparsers) -> None:
         description="Convert a checkpoint (RUN/checkpoints/step-…) into a directory that "
                     "transformers.AutoModelForMaskedLM.from_pretrained loads: config.json, model.safetensors and "
                     "the tokenizer files.",
-        epilog="examples:\n  mmbert export out/runs/tiny-cpu/checkpoints/step-00000060 --output out/export\n"
-               "  mmbert export out/runs/tiny-cpu/checkpoints/step-00000060 --output out/export --tokenizer gemma2\n",
+        epilog="examples:\n  mmbert export out/runs/tiny-cpu/checkpoints/step-00000040 --output out/export\n"
+               "  mmbert export out/runs/tiny-cpu/checkpoints/step-00000040 --output out/export --tokenizer gemma2\n",
         formatter_class=HelpFormatter,
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint directory, or a run directory (its latest)")

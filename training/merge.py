@@ -26,6 +26,7 @@ import torch
 from mmbert.atomic import atomic_directory
 from mmbert.errors import UsageError
 from training.checkpoint import META_FILE, MODEL_FILE
+from training.model import PHASE_FIELDS, TRAINING_FIELDS
 
 METHODS = ("ties", "average")
 
@@ -96,9 +97,15 @@ def merge_checkpoints(
         raise UsageError(f"output directory {output_dir} already exists")
     sources = ckpt_dirs + ([Path(base)] if base is not None else [])
     metas = [_read_meta(d) for d in sources]
-    for directory, meta in zip(sources[1:], metas[1:]):
-        if meta["model_config"] != metas[0]["model_config"]:
-            raise UsageError(f"{directory} has a different model_config from {sources[0]}; only one model can merge")
+    for index, (directory, meta) in enumerate(zip(sources[1:], metas[1:]), start=1):
+        # Dropout or initialisation never matter; the inputs must share RoPE bases (the merged model gets them),
+        # a TIES base need not (a pre-training checkpoint has 10k where context extension set 160k).
+        free = TRAINING_FIELDS | (PHASE_FIELDS if index == len(ckpt_dirs) else frozenset())
+        differs = sorted(key for key in set(meta["model_config"]) | set(metas[0]["model_config"])
+                         if key not in free and meta["model_config"].get(key) != metas[0]["model_config"].get(key))
+        if differs:
+            raise UsageError(f"{directory} is a different model from {sources[0]} ({', '.join(differs)} differ); "
+                             "only one model can merge")
 
     with ExitStack() as stack:
         handles = [stack.enter_context(safe_open(str(d / MODEL_FILE), framework="pt")) for d in sources]

@@ -35,6 +35,12 @@ from training import attention as attn_paths
 from training.loss import gather_predictions, linear_cross_entropy
 
 
+# Fields that change between checkpoints of one model: training settings (dropout, the initialisation used before step
+# 0) and what phases switch (RoPE bases, the recorded maximum length). Resuming and merging compare the rest.
+TRAINING_FIELDS = frozenset({"attention_out_dropout", "initializer_range", "initializer_cutoff_factor"})
+PHASE_FIELDS = frozenset({"global_rope_theta", "local_rope_theta", "max_position_embeddings"})
+
+
 @dataclass
 class ModelConfig:
     vocab_size: int = 256_000  # Gemma 2
@@ -57,10 +63,25 @@ class ModelConfig:
     mask_token_id: int = MASK_ID
 
     def __post_init__(self):
+        for field in fields(self):  # recipes are YAML: a value may be a string, a float where an int belongs, nan
+            value = getattr(self, field.name)
+            integer = field.type == "int"
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                kind = "an integer" if integer else "a number"
+                raise ValueError(f"model config {field.name} must be {kind}, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"model config {field.name} must be finite, got {value!r}")
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "global_every",
-                     "local_window", "max_position_embeddings"):
+                     "local_window", "max_position_embeddings", "global_rope_theta", "local_rope_theta", "norm_eps",
+                     "initializer_range", "initializer_cutoff_factor"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"model config {name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.attention_out_dropout < 1.0:
+            raise ValueError(f"model config attention_out_dropout must be in [0, 1), got {self.attention_out_dropout}")
+        for name in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
+            if not 0 <= getattr(self, name) < self.vocab_size:
+                raise ValueError(f"model config {name} {getattr(self, name)} is not an id of the {self.vocab_size:,}-"
+                                 "token vocabulary")
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
             raise ValueError(
                 f"hidden_size {self.hidden_size} must split into num_heads {self.num_heads} heads of even size (RoPE)"

@@ -39,7 +39,7 @@ from training.data import TrainLoader
 from training.distributed import Distributed, all_reduce_sum, barrier, init_distributed, shutdown, wrap_model
 from training.loss import IGNORE_INDEX
 from training.masking import mask_batch
-from training.model import MaskedLM, ModelConfig
+from training.model import PHASE_FIELDS, TRAINING_FIELDS, MaskedLM, ModelConfig
 from training.optim import batch_size_at, build_optimizer, lr_at, set_lr
 from training.step import prediction_rows, to_device, train_step
 
@@ -96,10 +96,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         if "loader" not in trainer_state:
             raise UsageError(f"{resume_from} holds weights but no training state (a merged or imported checkpoint): "
                              "it cannot be resumed")
-        # What may change between runs of one model: RoPE bases (phases switch them), dropout, the recorded maximum
-        # length and the initialisation (used before step 0 only).
-        free = {"global_rope_theta", "local_rope_theta", "attention_out_dropout", "max_position_embeddings",
-                "initializer_range", "initializer_cutoff_factor"}
+        free = TRAINING_FIELDS | PHASE_FIELDS  # what phases and training settings change in one model
         differs = sorted(key for key, value in config.to_dict().items()
                          if key not in free and meta["model_config"].get(key) != value)
         if differs:

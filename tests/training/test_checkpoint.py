@@ -65,6 +65,22 @@ def test_keep_last_n_and_latest(tmp_path, trained):
         find_resume_checkpoint(tmp_path, str(tmp_path / "nothing-here"))
 
 
+def test_a_run_resumed_from_an_older_step_keeps_its_own_newest(tmp_path, trained):
+    for step in (7, 14, 21, 28):
+        save(tmp_path, step, *trained, keep=3)
+    for step in (14, 21):  # resumed from step 7: 14, 21 and 28 of the replaced run are not this run's
+        save(tmp_path, step, *trained, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-00000014", "step-00000021"]
+
+
+def test_a_killed_save_leaves_nothing_behind_after_the_next(tmp_path, trained):
+    directory = tmp_path / "checkpoints"
+    (directory / ".step-00000004.abc123.tmp").mkdir(parents=True)  # what SIGKILL during a save leaves
+    (directory / ".step-00000004.abc123.tmp" / "model.safetensors").write_bytes(b"half")
+    save(tmp_path, 4, *trained)
+    assert sorted(p.name for p in directory.iterdir()) == ["latest", "step-00000004"]
+
+
 def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, trained):
     save(tmp_path, 5, *trained)
     with pytest.raises(Exception):

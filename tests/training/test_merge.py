@@ -75,12 +75,24 @@ def test_ties_checkpoints_with_base(tmp_path):
     assert json.loads((out / "checkpoint.json").read_text())["merge"]["base"] == str(base)
 
 
+def test_a_ties_base_may_have_other_rope_bases_the_inputs_may_not(tmp_path):
+    # A pre-training checkpoint (RoPE 10k) as the base of context-extended ones (160k); dropout never matters.
+    base = _checkpoint(tmp_path / "base", {"w": torch.zeros(2)}, config={"global_rope_theta": 10_000.0})
+    a = _checkpoint(tmp_path / "a", {"w": torch.ones(2)},
+                    config={"global_rope_theta": 160_000.0, "attention_out_dropout": 0.1})
+    b = _checkpoint(tmp_path / "b", {"w": torch.ones(2)}, config={"global_rope_theta": 160_000.0})
+    out = merge_checkpoints([a, b], tmp_path / "out", method="ties", density=1.0, base=base)
+    assert json.loads((out / "checkpoint.json").read_text())["model_config"]["global_rope_theta"] == 160_000.0
+    with pytest.raises(UsageError, match=r"global_rope_theta differ"):
+        merge_checkpoints([a, base], tmp_path / "other")
+
+
 def test_merge_refuses_bad_input_and_writes_nothing(tmp_path):
     a = _checkpoint(tmp_path / "a", {"w": torch.zeros(2)})
     b = _checkpoint(tmp_path / "b", {"w": torch.zeros(3)}, config={"name": "other"})
     c = _checkpoint(tmp_path / "c", {"v": torch.zeros(2)})
     out = tmp_path / "out"
-    with pytest.raises(UsageError, match="different model_config"):
+    with pytest.raises(UsageError, match=r"a different model .*\(name differ\)"):
         merge_checkpoints([a, b], out)
     with pytest.raises(UsageError, match="different parameters"):
         merge_checkpoints([a, c], out)

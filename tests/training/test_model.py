@@ -34,6 +34,15 @@ def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match="unknown model"):
         ModelConfig.named("mmbert-huge")
     assert ModelConfig.from_dict(ModelConfig.named("tiny").to_dict()) == ModelConfig.named("tiny")
+    # recipes are YAML: a string, a fraction where a count belongs, a non-finite or out-of-range value
+    for overrides, message in (({"initializer_range": "abc"}, "initializer_range must be a number"),
+                               ({"hidden_size": 64.0}, "hidden_size must be an integer"),
+                               ({"norm_eps": -1}, "norm_eps must be positive"),  # trained to nan before
+                               ({"global_rope_theta": float("nan")}, "global_rope_theta must be finite"),
+                               ({"attention_out_dropout": 1.5}, r"attention_out_dropout must be in \[0, 1\)"),
+                               ({"mask_token_id": 50_000}, "mask_token_id 50000 is not an id")):
+        with pytest.raises(ValueError, match=message):
+            ModelConfig.named("tiny", vocab_size=4096, **overrides)
 
 
 def test_document_ids_and_positions_restart_per_document():

@@ -138,6 +138,8 @@ def test_unusable_runs_exit_2_before_writing(shards_64, tmp_path, capsys):
     assert "batch.global_size" in capsys.readouterr().err
     assert main(train + [f"data.shards={shards_64}", "model.num_heads=0"]) == 2
     assert "num_heads must be positive" in capsys.readouterr().err
+    assert main(train + [f"data.shards={shards_64}", "model.norm_eps=-1"]) == 2
+    assert "model: model config norm_eps must be positive" in capsys.readouterr().err
     assert main(train + [f"data.shards={shards_64}", "optimizer.weight_decay=.nan"]) == 2
     assert "optimizer.weight_decay: expected a finite number" in capsys.readouterr().err
     assert main(train + [f"data.shards={shards_64}", "phases.0.rope_theta=.inf"]) == 2
