@@ -7,6 +7,12 @@ class UsageError(Exception):
     exit_code = 2
 
 
+class RunFailed(UsageError):
+    """A run that cannot usefully go on (a training loss that is no longer a number): its message, exit status 1."""
+
+    exit_code = 1
+
+
 def read_yaml_mapping(path, what: str = "recipe") -> dict:
     """A YAML file whose top level is a mapping; UsageError naming the file and the problem otherwise."""
     from pathlib import Path

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from mmbert.atomic import write_text_atomic
-from mmbert.errors import UsageError
+from mmbert.errors import RunFailed, UsageError
 from training import checkpoint as ckpt
 from training.batches import document_ids_from_lengths
 from training.compilation import compile_model
@@ -180,6 +180,10 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
                            "epochs": loader.epochs()})
             if bar is not None:
                 bar.set_postfix(phase=phase.name, loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+            if not math.isfinite(loss):  # the weights are lost too; checkpoints after this one would keep them
+                raise RunFailed(f"the loss is {loss} at step {state['step']} (gradient norm {grad_norm}); stopped "
+                                "before saving. Resume from the last checkpoint with a lower optimizer.lr, or check "
+                                "model.norm_eps and the data")
 
         phase_ended = loader.finished or loader.phase_index != batch.phase_index
         if state["step"] % recipe.training.checkpoint_every == 0 or phase_ended:

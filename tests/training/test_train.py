@@ -122,6 +122,18 @@ def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(reference_run, sh
     assert len(read_metrics(run)) == len(expected)
 
 
+def test_a_diverged_run_stops_at_the_first_non_finite_loss_without_saving_it(shards_64, tmp_path, capsys):
+    from mmbert.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(TINY_RECIPE), "--output", str(run), "--no-progress",
+                 f"data.shards={shards_64}", "optimizer.lr=1e38", "training.checkpoint_every=1"]) == 1
+    assert "the loss is nan at step" in capsys.readouterr().err
+    lines = read_metrics(run)
+    assert lines and not math.isfinite(lines[-1]["loss"])
+    assert all(checkpoint.name < f"step-{lines[-1]['step']:08d}" for checkpoint in (run / "checkpoints").glob("step-*"))
+
+
 def test_unusable_runs_exit_2_before_writing(shards_64, tmp_path, capsys):
     from mmbert.cli import main
 
