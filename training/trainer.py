@@ -180,19 +180,23 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
                            "epochs": loader.epochs()})
             if bar is not None:
                 bar.set_postfix(phase=phase.name, loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
-            if not math.isfinite(loss):  # the weights are lost too; checkpoints after this one would keep them
-                raise RunFailed(f"the loss is {loss} at step {state['step']} (gradient norm {grad_norm}); stopped "
-                                "before saving. Resume from the last checkpoint with a lower optimizer.lr, or check "
-                                "model.norm_eps and the data")
+            _stop_if_diverged(loss, state["step"])
 
         phase_ended = loader.finished or loader.phase_index != batch.phase_index
         if state["step"] % recipe.training.checkpoint_every == 0 or phase_ended:
+            _stop_if_diverged(float(loss), state["step"])  # never checkpoint nan weights
             _save(run_dir, model, config, optimizer, loader, state, recipe, phase.name, ctx)
             interval_start, interval_tokens = time.perf_counter(), 0  # the rate is training's, not the writes
     if bar is not None:
         bar.close()
     metrics.close()
     return last
+
+
+def _stop_if_diverged(loss: float, step: int) -> None:
+    if not math.isfinite(loss):  # the weights are lost too: every later step and checkpoint would carry them
+        raise RunFailed(f"the loss is {loss} at step {step}; stopped before saving. Resume from the last checkpoint "
+                        "with a lower optimizer.lr, or check model.norm_eps and the data")
 
 
 def _save(run_dir, model, config, optimizer, loader, state, recipe, phase_name, ctx) -> None:

@@ -125,13 +125,19 @@ def test_resume_after_a_kill_gives_the_same_losses_bit_for_bit(reference_run, sh
 def test_a_diverged_run_stops_at_the_first_non_finite_loss_without_saving_it(shards_64, tmp_path, capsys):
     from mmbert.cli import main
 
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(TINY_RECIPE), "--output", str(run), "--no-progress",
-                 f"data.shards={shards_64}", "optimizer.lr=1e38", "training.checkpoint_every=1"]) == 1
+    def train(run, *overrides):
+        return main(["train", "--config", str(TINY_RECIPE), "--output", str(run), "--no-progress",
+                     f"data.shards={shards_64}", "optimizer.lr=1e38", "training.checkpoint_every=1", *overrides])
+
+    assert train(tmp_path / "logged") == 1
     assert "the loss is nan at step" in capsys.readouterr().err
-    lines = read_metrics(run)
+    lines = read_metrics(tmp_path / "logged")
     assert lines and not math.isfinite(lines[-1]["loss"])
-    assert all(checkpoint.name < f"step-{lines[-1]['step']:08d}" for checkpoint in (run / "checkpoints").glob("step-*"))
+    for log_every in ("1", "1000"):  # found at a logged step, or at a checkpoint between logged steps
+        run = tmp_path / f"log-{log_every}"
+        assert train(run, f"training.log_every={log_every}") == 1
+        for checkpoint in (run / "checkpoints").glob("step-*"):
+            assert all(t.isfinite().all() for t in load_file(checkpoint / "model.safetensors").values()), checkpoint
 
 
 def test_unusable_runs_exit_2_before_writing(shards_64, tmp_path, capsys):
