@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 
 from corpus.crawl_policy import CrawlPolicy
 from mmbert.beam import add_runner_arguments, runner_arguments
@@ -132,6 +133,8 @@ def check_arguments(urls: str, output: str, policy: CrawlPolicy, num_shards: int
         raise UsageError(f"--urls {urls}: cannot be read ({error})") from None
     if not matched:
         raise UsageError(f"--urls {urls}: no such file")
+    if not _is_remote(urls) and os.path.isdir(urls):
+        raise UsageError(f"--urls {urls} is a directory; name the file that lists the URLs")
     if _is_remote(output):
         if FileSystems.exists(output) and FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list:
             raise UsageError(f"--output {output} is not empty (remote outputs cannot be overwritten; pick a new one)")

@@ -5,12 +5,14 @@
 
 Grouping by origin is what makes the rate limit hold on any runner: one origin's URLs are fetched by one DoFn call,
 one after the other, while different origins run on different workers (or threads, on the DirectRunner).
-Fetched records go to `num_shards` files by a stable hash of the URL, each file's records sorted by URL, so the
-layout does not depend on the number of workers.
+Fetched records are stored once per final URL (the listed URL that sorts first keeps them; the others that redirect
+there are `duplicate`), in `num_shards` files chosen by a stable hash of the URL, each file's records sorted by URL,
+so the layout does not depend on the number of workers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import apache_beam as beam
@@ -31,8 +33,10 @@ def clean_url_line(line: bytes | str) -> str | None:
     that is not UTF-8 keeps U+FFFD where its bad bytes were, which `url_problem` calls an invalid URL."""
     if isinstance(line, bytes):
         line = line.decode("utf-8", errors="replace")
-    url = line.strip()
-    return url if url and not url.startswith("#") else None
+    url = line.strip().lstrip("\ufeff").strip()  # a byte-order mark before the first URL is not part of it
+    if not url or url.startswith("#"):
+        return None
+    return url.split("#", 1)[0]  # a fragment names a place in the page, not another page
 
 
 def shard_of(url: str, num_shards: int) -> int:
@@ -69,8 +73,11 @@ class CrawlOrigin(beam.DoFn):
 
     def process(self, element):
         _origin, urls = element
+        fetched: set[str] = set()  # final URLs stored: a redirect onto one is not requested again
         for url in sorted(set(urls)):  # sorted: the same order of requests on every run
-            result = self.fetcher.fetch(url)
+            result = self.fetcher.fetch(url, already_fetched=fetched)
+            if result.outcome == FETCHED:
+                fetched.add(result.final_url)
             self._counters[result.outcome].inc()  # live progress in the runner's metrics
             self._bytes.inc(result.bytes)
             yield result
@@ -91,10 +98,21 @@ class WriteWarcShard(beam.DoFn):
         temporary = FileSystems.join(self.output_dir, f".{warc_shard_name(shard, self.num_shards)}.tmp")
         # UNCOMPRESSED: the records are gzip members already; Beam would otherwise gzip the .gz name again.
         with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            for _url, blob in sorted(records):
+            for _url, blob in sorted(record for record in records if record is not None):  # None: the shard's marker
                 handle.write(blob)
         FileSystems.rename([temporary], [final])
         yield final
+
+
+def one_per_final_url(element):
+    """Fetched results that reached one final URL (redirects from several listed URLs, across origins): the one
+    listed first keeps its records, the others become `duplicate`."""
+    _final_url, results = element
+    first, *others = sorted(results, key=lambda result: result.url)
+    yield first
+    for result in others:
+        yield dataclasses.replace(result, outcome="duplicate", warc_records=b"", bytes=0,
+                                  detail=f"same page as {first.url}")
 
 
 def outcome_counts(result: FetchResult):
@@ -146,11 +164,25 @@ class Crawl(beam.PTransform):
             | "GroupByOrigin" >> beam.GroupByKey()
             | "CrawlOrigin" >> beam.ParDo(CrawlOrigin(self.policy))
         )
-        results = (fetched, keyed[KeyByOrigin.REJECTED]) | "AllResults" >> beam.Flatten()
-        warc_files = (
-            results
+        stored = (
+            fetched
             | "OnlyFetched" >> beam.Filter(lambda result: result.outcome == FETCHED)
+            | "KeyByFinalUrl" >> beam.Map(lambda result: (result.final_url, result))
+            | "GroupByFinalUrl" >> beam.GroupByKey()
+            | "OnePerFinalUrl" >> beam.FlatMap(one_per_final_url)
+        )
+        not_stored = fetched | "NotFetched" >> beam.Filter(lambda result: result.outcome != FETCHED)
+        results = (stored, not_stored, keyed[KeyByOrigin.REJECTED]) | "AllResults" >> beam.Flatten()
+        # Every shard file is written, empty ones too: `--shards N` means N files, and a crawl that fetched nothing
+        # still gives `corpus build --input 'OUT/*.warc.gz'` files to read.
+        shard_markers = lines.pipeline | "ShardMarkers" >> beam.Create([(s, None) for s in range(self.num_shards)])
+        records = (
+            results
+            | "OnlyStored" >> beam.Filter(lambda result: result.outcome == FETCHED)
             | "KeyByShard" >> beam.Map(lambda r: (shard_of(r.url, self.num_shards), (r.url, r.warc_records)))
+        )
+        warc_files = (
+            (records, shard_markers) | "RecordsAndMarkers" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteWarcShards" >> beam.ParDo(WriteWarcShard(self.output_dir, self.num_shards))
         )

@@ -7,6 +7,7 @@ crawl_stats.json. The rules that apply them are in `corpus.fetch`.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from mmbert import __version__
 
@@ -25,6 +26,8 @@ SKIP_REASONS = (
     "http_error",
     "too_many_redirects",
     "redirect_loop",
+    "duplicate",  # its final URL (after redirects) is another listed URL's: stored once
+    "fetch_error",  # anything else that went wrong with this URL alone: counted, the crawl goes on
 )
 OUTCOMES = (FETCHED, *SKIP_REASONS)
 
@@ -47,6 +50,10 @@ class CrawlPolicy:
     def check(self) -> list[str]:
         """The problems with these settings, as messages naming the option (empty when usable)."""
         problems = []
+        for name in ("delay_s", "backoff_s", "max_backoff_s", "max_crawl_delay_s", "connect_timeout_s",
+                     "read_timeout_s"):
+            if not math.isfinite(getattr(self, name)):  # nan passes every comparison; inf sleeps for ever
+                problems.append(f"{name} must be a finite number, got {getattr(self, name)}")
         for name in ("delay_s", "backoff_s", "max_backoff_s", "max_crawl_delay_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -58,4 +65,7 @@ class CrawlPolicy:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.user_agent.strip():
             problems.append("user_agent must not be empty")
+        elif (self.user_agent != self.user_agent.strip() or not self.user_agent.isprintable()
+              or not self.user_agent.isascii()):  # an HTTP header value: requests would refuse it on every URL
+            problems.append(f"user_agent must be printable ASCII without surrounding space, got {self.user_agent!r}")
         return problems

@@ -4,28 +4,32 @@ No Beam here, so every rule is testable on its own against a local server:
 
 - only http and https, and only well-formed URLs (`bad_scheme`, `invalid_url`);
 - robots.txt read once per origin (scheme://host:port, RFC 9309's scope) with `urllib.robotparser`, its Crawl-delay
-  honoured up to a cap; a robots.txt that answers 401/403, or cannot be fetched (5xx, timeout), forbids the origin
+  honoured up to a cap; a robots.txt that answers 401/403/429, or cannot be fetched (5xx, timeout), forbids the origin
   (`robots_unavailable`), a 404 allows everything;
 - successive requests to one origin start at least `delay_s` apart (`HostThrottle`), retries included;
 - timeouts, connection errors, 429 and 5xx retried with exponential backoff (`backoff_s`, 2×, 4×… capped), or
-  after the server's Retry-After when that is longer;
+  after the server's Retry-After when that is longer (given up at once when it is beyond the cap);
 - bodies capped at `max_bytes` (Content-Length checked first, then while streaming) and at `read_timeout_s` in total;
 - redirects followed by hand, each hop re-checked (scheme, robots, throttle), at most `max_redirects`, loops cut;
 - a clear User-Agent, sent with every request and matched against robots.txt.
 
 A successful (2xx) fetch becomes a WARC request + response record pair (warcio, gzip members, WARC-Date and
-WARC-Target-URI of the final URL, the body stored as it came over the wire) that `mmbert corpus build` reads.
+WARC-Target-URI of the final URL as sent, the body stored as it came over the wire) that `mmbert corpus build`
+reads. Anything unforeseen while fetching one URL is that URL's `fetch_error`, never the crawl's end.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import email.utils
 import io
+import logging
 import time
 import urllib.parse
 import urllib.robotparser
 from datetime import datetime, timezone
+from typing import Container
 
 import requests
 import urllib3
@@ -35,6 +39,7 @@ from warcio.warcwriter import WARCWriter
 
 from corpus.crawl_policy import FETCHED, CrawlPolicy
 
+log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ROBOTS_MAX_BYTES = 500 * 1024  # what Google reads of a robots.txt (RFC 9309 asks for at least 500 KiB)
@@ -117,6 +122,7 @@ class _Response:
     body: bytes
     request_headers: list[tuple[str, str]]
     date: str
+    url: str = ""  # as sent: percent-encoded (a listed `/café` goes out as `/caf%C3%A9`)
 
 
 class PoliteFetcher:
@@ -126,7 +132,8 @@ class PoliteFetcher:
         self.policy = policy
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": policy.user_agent, "Accept-Encoding": "identity"})
-        self.session.max_redirects = policy.max_redirects  # robots.txt only: pages follow redirects by hand
+        # robots.txt only (pages follow redirects by hand): RFC 9309 asks for at least five hops (http → https …).
+        self.session.max_redirects = max(5, policy.max_redirects)
         # Bounded so a worker crawling millions of hosts does not keep every robots.txt forever.
         self._robots: collections.OrderedDict[str, urllib.robotparser.RobotFileParser | None] = (
             collections.OrderedDict()
@@ -137,7 +144,8 @@ class PoliteFetcher:
     def close(self) -> None:
         self.session.close()
 
-    def fetch(self, url: str) -> FetchResult:
+    def fetch(self, url: str, already_fetched: Container[str] = ()) -> FetchResult:
+        """Fetch `url`, following redirects; a hop onto a URL in `already_fetched` ends as `duplicate`, unrequested."""
         result = FetchResult(url=url, outcome=FETCHED)
         try:
             problem = url_problem(url)
@@ -145,6 +153,8 @@ class PoliteFetcher:
                 raise _Skip(problem, f"not an http(s) URL: {url!r}")
             current, seen = url, {url}
             while True:
+                if current in already_fetched:
+                    raise _Skip("duplicate", f"{current} is already fetched")
                 self._check_robots(current)
                 response = self._get_with_retries(current, result)
                 result.status = response.status
@@ -160,8 +170,11 @@ class PoliteFetcher:
         except _Skip as skip:
             result.outcome, result.detail = skip.outcome, skip.detail
             result.status = skip.status if skip.status is not None else result.status
-            result.warc_records, result.bytes = b"", 0
-            return result
+        except Exception as error:  # noqa: BLE001 - one URL that breaks something unforeseen must not end the crawl
+            log.warning("fetching %s failed unexpectedly", url, exc_info=True)
+            result.outcome, result.detail = "fetch_error", f"{type(error).__name__}: {error}"
+        result.warc_records, result.bytes = b"", 0
+        return result
 
     # -- robots.txt -----------------------------------------------------------------------------------------------
     def _check_robots(self, url: str) -> None:
@@ -182,15 +195,16 @@ class PoliteFetcher:
         self._throttle(origin).wait()
         try:
             with self.session.get(robots_url, timeout=self._timeouts(), stream=True) as response:
-                if response.status_code in (401, 403) or response.status_code >= 500:
-                    parser = None  # RFC 9309: unreachable robots.txt means "do not crawl"
+                if response.status_code in (401, 403, 429) or response.status_code >= 500:
+                    parser = None  # RFC 9309: unreachable robots.txt means "do not crawl"; 429 asks to stay away
                 elif response.status_code >= 400:
                     parser.allow_all = True
                 else:
                     deadline = time.monotonic() + self.policy.read_timeout_s
                     body, in_time = _read_within(response.raw, ROBOTS_MAX_BYTES, deadline, decode_content=True)
                     if in_time:
-                        parser.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace").splitlines())
+                        text = body[:ROBOTS_MAX_BYTES].decode("utf-8-sig", errors="replace")  # a BOM is no rule
+                        parser.parse(text.splitlines())
                     else:
                         parser = None  # a robots.txt that never finishes arriving: unreachable
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
@@ -230,6 +244,9 @@ class PoliteFetcher:
                     return response
                 retryable = _Skip("http_error", f"HTTP {response.status}", response.status)
                 retry_after = retry_after_seconds(response.headers)
+                if retry_after > self.policy.max_backoff_s:  # come back much later: not within this crawl
+                    raise _Skip("http_error", f"HTTP {response.status}, Retry-After {retry_after:.0f} s > "
+                                f"{self.policy.max_backoff_s:g} s", response.status)
             except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as error:
                 retryable = _Skip("timeout", f"{type(error).__name__}: {error}")
             except (requests.ConnectionError, urllib3.exceptions.ProtocolError, ConnectionError) as error:
@@ -266,6 +283,7 @@ class PoliteFetcher:
                 body=body,
                 request_headers=list(response.request.headers.items()),
                 date=date,
+                url=response.request.url,
             )
 
     def _next_hop(self, current: str, response: _Response, seen: set[str], result: FetchResult) -> str:
@@ -273,7 +291,7 @@ class PoliteFetcher:
         if not location:
             raise _Skip("http_error", f"HTTP {response.status} without Location", response.status)
         try:
-            target = urllib.parse.urljoin(current, location.strip())
+            target = urllib.parse.urldefrag(urllib.parse.urljoin(current, location.strip())).url
         except ValueError:  # e.g. a malformed IPv6 host: one bad header must not stop the crawl
             raise _Skip("invalid_url", f"redirect to {location!r}", response.status) from None
         problem = url_problem(target)
@@ -302,14 +320,24 @@ def _read_within(raw, limit: int, deadline: float, decode_content: bool) -> tupl
     return body.getvalue(), True
 
 
-def retry_after_seconds(headers: list[tuple[str, str]]) -> float:
-    """A Retry-After header given in seconds (its HTTP-date form is ignored), else 0."""
+def retry_after_seconds(headers: list[tuple[str, str]], now: datetime | None = None) -> float:
+    """A Retry-After header in seconds, from either of its forms (delta seconds or an HTTP date), else 0."""
     value = next((v for k, v in headers if k.lower() == "retry-after"), "").strip()
-    return float(value) if value.isdigit() else 0.0
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def warc_records(url: str, response: _Response) -> bytes:
-    """A WARC request + response record pair for one fetched URL, as concatenated gzip members."""
+    """A WARC request + response record pair for one fetched URL, as concatenated gzip members. The URL and request
+    line are the ones sent (percent-encoded ASCII, as WARC-Target-URI must be)."""
+    url = response.url or url
     buffer = io.BytesIO()
     writer = WARCWriter(buffer, gzip=True)
     parts = urllib.parse.urlsplit(url)

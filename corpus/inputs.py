@@ -130,10 +130,42 @@ def read_warc(path: str, handle, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -
             if len(payload) < expected:
                 yield Removed("truncated_record", "read", len(payload))
                 continue
+            encoding = record.http_headers.get("Content-Encoding") if record.http_headers is not None else None
+            if encoding:  # stored as sent (our crawler, and others, keep gzip/deflate/br bodies as they came)
+                payload = decode_content(payload, encoding, max_page_bytes)
+                if isinstance(payload, Removed):
+                    yield payload
+                    continue
             yield {"id": record_id, "url": url, "date": date, "payload": payload, "content_type": content_type,
                    "charset": charset, "kind": kind, "source": path}
     except Exception:  # corrupt compression or framing: keep what was read, count the rest of the file once
         yield Removed("corrupt_file", "read")
+
+
+def decode_content(payload: bytes, content_encoding: str, limit: int) -> bytes | Removed:
+    """The payload without its HTTP Content-Encoding (gzip, deflate, br, in the order applied), never more than
+    `limit` bytes of it (a small compressed body can inflate a thousandfold); a removal when it cannot be had."""
+    import zlib
+
+    import brotli  # a dependency of fastwarc
+
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    for coding in reversed([c for c in codings if c and c != "identity"]):
+        try:
+            if coding in ("gzip", "x-gzip", "deflate"):
+                # gzip or zlib framing by their headers; some servers send deflate raw, without either
+                raw = coding == "deflate" and payload[:1] not in (b"\x78", b"\x58", b"\x68", b"\x08")
+                decoded = zlib.decompressobj(-15 if raw else 47).decompress(payload, limit + 1)
+            elif coding == "br":
+                decoded = brotli.Decompressor().process(payload, output_buffer_limit=limit + 1)
+            else:
+                return Removed("bad_content_encoding", "read", len(payload))
+        except (zlib.error, brotli.error):
+            return Removed("bad_content_encoding", "read", len(payload))
+        if len(decoded) > limit:
+            return Removed("too_large", "read", len(payload))
+        payload = decoded
+    return payload
 
 
 def _charset_of(content_type: str) -> str | None:

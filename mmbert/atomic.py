@@ -82,6 +82,8 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     try:
         yield tmp
         old = None
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()  # an empty directory named as the output (`mkdir out` first) holds nothing to keep
         if path.exists():
             if not overwrite:  # made by someone else while this ran: theirs stays, this one is not written
                 raise UsageError(f"{path} appeared while this was being written (another run?); "

@@ -104,6 +104,14 @@ def make_handler(site: TestSite):
                 self.send(302, headers={"Location": "http://[oops/"})
             elif path == "/bad-port":
                 self.send(302, headers={"Location": "http://127.0.0.1:99999/"})
+            elif path.startswith("/caf%C3%A9"):  # a listed `/café?x=1 2`, as requests sends it
+                self.send(200, PAGE.format(n="café").encode())
+            elif path == "/gzipped":  # sent compressed although the crawler asked for identity
+                self.send(200, gzip.compress(PAGE.format(n="gzipped").encode()), headers={"Content-Encoding": "gzip"})
+            elif path == "/to-page-1":
+                self.send(301, headers={"Location": "/page/1#section"})
+            elif path == "/later":  # come back in a day, as a date
+                self.send(503, b"maintenance", headers={"Retry-After": "Wed, 21 Oct 2037 07:28:00 GMT"})
             elif path == "/drip":  # 40 bytes, one every 0.1 s: no single read ever waits long
                 self.send_response(200)
                 self.send_header("Content-Length", "40")
@@ -177,6 +185,10 @@ def test_throttle_spaces_request_starts():
 def test_unusable_policy_is_reported_by_name():
     problems = fast_policy(max_bytes=0, delay_s=-1).check()
     assert any("max_bytes" in p for p in problems) and any("delay_s" in p for p in problems)
+    problems = fast_policy(delay_s=float("nan"), read_timeout_s=float("inf")).check()
+    assert any("delay_s must be a finite number" in p for p in problems) and any("read_timeout_s" in p for p in problems)
+    for agent in (" lead", "bot\nX: y", "bot😀"):  # header values requests would refuse on every URL
+        assert any("user_agent must be printable ASCII" in p for p in fast_policy(user_agent=agent).check()), agent
 
 
 # -- the fetcher against a local server ------------------------------------------------------------------------------
@@ -328,6 +340,65 @@ def test_fetched_page_is_a_readable_warc_request_response_pair(serve):
     assert payloads == [b"", PAGE.format(n=7).encode()]
 
 
+def test_a_url_outside_ascii_is_fetched_and_stored_as_sent(serve):
+    base = serve(TestSite())
+    result = PoliteFetcher(fast_policy()).fetch(f"{base}/café?x=1 2")
+    assert result.outcome == FETCHED, result.detail
+    records = list(ArchiveIterator(io.BytesIO(result.warc_records)))
+    assert {r.rec_headers.get_header("WARC-Target-URI") for r in records} == {f"{base}/caf%C3%A9?x=1%202"}
+    assert records[0].http_headers.protocol == "GET" and records[0].http_headers.statusline.startswith(
+        "/caf%C3%A9?x=1%202 ")
+
+
+def test_an_unforeseen_error_costs_one_url_not_the_crawl(serve, monkeypatch):
+    base = serve(TestSite())
+    fetcher = PoliteFetcher(fast_policy())
+    monkeypatch.setattr("corpus.fetch.warc_records", lambda url, response: 1 / 0)
+    result = fetcher.fetch(f"{base}/page/1")
+    assert result.outcome == "fetch_error" and "ZeroDivisionError" in result.detail and result.warc_records == b""
+
+
+def test_a_compressed_page_reaches_the_corpus_decoded(serve, tmp_path):
+    from corpus.extract import extract_text
+    from corpus.inputs import read_records
+
+    base = serve(TestSite())
+    result = PoliteFetcher(fast_policy()).fetch(f"{base}/gzipped")
+    assert result.outcome == FETCHED
+    (tmp_path / "page.warc.gz").write_bytes(result.warc_records)
+    records = [r for r in read_records(str(tmp_path / "page.warc.gz")) if isinstance(r, dict)]
+    document, reason = extract_text(records[0])
+    assert reason is None and "Article gzipped" in document["text"]
+
+
+@pytest.mark.parametrize("site, outcome", [
+    (TestSite(robots=b"\xef\xbb\xbfUser-agent: *\nDisallow: /\n"), "robots_disallowed"),  # a BOM is no rule
+    (TestSite(robots_status=429), "robots_unavailable"),  # asked to stay away: not "everything allowed"
+])
+def test_robots_txt_with_a_bom_or_a_429(serve, site, outcome):
+    assert PoliteFetcher(fast_policy()).fetch(f"{serve(site)}/page/1").outcome == outcome
+
+
+def test_a_retry_after_beyond_the_backoff_cap_ends_the_url_at_once(serve):
+    site = TestSite()
+    base = serve(site)
+    started = time.monotonic()
+    result = PoliteFetcher(fast_policy(max_backoff_s=5.0)).fetch(f"{base}/later")
+    assert result.outcome == "http_error" and "Retry-After" in result.detail
+    assert site.paths().count("/later") == 1 and time.monotonic() - started < 2
+
+
+def test_retry_after_in_both_forms():
+    from datetime import datetime, timezone
+
+    from corpus.fetch import retry_after_seconds
+
+    now = datetime(2037, 10, 21, 7, 0, 0, tzinfo=timezone.utc)
+    assert retry_after_seconds([("Retry-After", "120")], now) == 120
+    assert retry_after_seconds([("retry-after", "Wed, 21 Oct 2037 07:28:00 GMT")], now) == 28 * 60
+    assert retry_after_seconds([("Retry-After", "soon")], now) == 0
+
+
 # -- the Beam job end to end -----------------------------------------------------------------------------------------
 def test_crawl_job_writes_warcs_and_stats(serve, tmp_path):
     first, second = TestSite(), TestSite()
@@ -382,6 +453,22 @@ def test_crawl_job_writes_warcs_and_stats(serve, tmp_path):
     assert a_start < b_end and b_start < a_end  # the two hosts were crawled at the same time (num_workers=2)
 
 
+def test_each_page_is_stored_once_every_shard_written_and_an_empty_output_used(serve, tmp_path):
+    site = TestSite()
+    base = serve(site)
+    urls = tmp_path / "urls.txt"  # a byte-order mark, fragments of one page, a redirect onto a listed page
+    urls.write_bytes(f"\ufeff{base}/page/1#top\n{base}/page/1#bottom\n{base}/to-page-1\n{base}/missing\n".encode())
+    out = tmp_path / "crawl"
+    out.mkdir()  # made beforehand, empty: used, not refused after the work
+    stats = run_crawl(str(urls), str(out), fast_policy(), num_shards=3, num_workers=1)
+    assert {k: v for k, v in stats["outcomes"].items() if v} == {"fetched": 1, "duplicate": 1, "http_error": 1}
+    assert site.paths().count("/page/1") == 1
+    assert sorted(p.name for p in out.glob("*.warc.gz")) == [f"crawl-0000{n}-of-00003.warc.gz" for n in range(3)]
+    uris = [r.rec_headers.get_header("WARC-Target-URI") for path in out.glob("*.warc.gz")
+            for r in ArchiveIterator(path.open("rb")) if r.rec_type == "response"]
+    assert uris == [f"{base}/page/1"]
+
+
 def test_crawl_refuses_unusable_arguments_before_writing(tmp_path):
     urls = tmp_path / "urls.txt"
     urls.write_text("http://127.0.0.1:9/page\n")
@@ -391,6 +478,8 @@ def test_crawl_refuses_unusable_arguments_before_writing(tmp_path):
         run_crawl(str(urls), str(tmp_path / "out"), fast_policy(max_bytes=0))
     with pytest.raises(UsageError, match="--shards"):
         run_crawl(str(urls), str(tmp_path / "out"), fast_policy(), num_shards=0)
+    with pytest.raises(UsageError, match="is a directory"):
+        run_crawl(str(tmp_path), str(tmp_path / "out"), fast_policy())
     assert not (tmp_path / "out").exists()
     taken = tmp_path / "taken"
     taken.mkdir()
