@@ -173,7 +173,7 @@ def _run_pipeline(urls, output_dir, policy, num_shards, num_workers, beam_args) 
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
 
-    from corpus.crawl_pipeline import STATS_FILE, Crawl
+    from corpus.crawl_pipeline import STATS_FILE, Crawl, write_empty_shards
     from mmbert.beam import new_pipeline
 
     # Fetching waits on the network, not the CPU: threads, one origin each, are the cheap way to overlap hosts.
@@ -188,6 +188,7 @@ def _run_pipeline(urls, output_dir, policy, num_shards, num_workers, beam_args) 
         _ = pipeline | "ReadUrls" >> beam.io.ReadFromText(urls, coder=beam.coders.BytesCoder()) | "Crawl" >> Crawl(
             output_dir, policy, num_shards, parameters
         )
+    write_empty_shards(output_dir, num_shards)
     with FileSystems.open(FileSystems.join(output_dir, STATS_FILE)) as handle:
         stats = json.loads(handle.read().decode("utf-8"))
     with FileSystems.create(FileSystems.join(output_dir, "_SUCCESS")) as handle:

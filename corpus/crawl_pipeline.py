@@ -98,10 +98,19 @@ class WriteWarcShard(beam.DoFn):
         temporary = FileSystems.join(self.output_dir, f".{warc_shard_name(shard, self.num_shards)}.tmp")
         # UNCOMPRESSED: the records are gzip members already; Beam would otherwise gzip the .gz name again.
         with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            for _url, blob in sorted(record for record in records if record is not None):  # None: the shard's marker
+            for _url, blob in sorted(records):
                 handle.write(blob)
         FileSystems.rename([temporary], [final])
         yield final
+
+
+def write_empty_shards(output_dir: str, num_shards: int) -> None:
+    """Every shard file exists, empty when no record reached it: `--shards N` means N files, and a crawl that fetched
+    nothing still gives `corpus build --input 'OUT/*.warc.gz'` files to read (each counted as an empty file)."""
+    for shard in range(num_shards):
+        path = FileSystems.join(output_dir, warc_shard_name(shard, num_shards))
+        if not FileSystems.exists(path):
+            FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED).close()
 
 
 def one_per_final_url(element):
@@ -173,16 +182,10 @@ class Crawl(beam.PTransform):
         )
         not_stored = fetched | "NotFetched" >> beam.Filter(lambda result: result.outcome != FETCHED)
         results = (stored, not_stored, keyed[KeyByOrigin.REJECTED]) | "AllResults" >> beam.Flatten()
-        # Every shard file is written, empty ones too: `--shards N` means N files, and a crawl that fetched nothing
-        # still gives `corpus build --input 'OUT/*.warc.gz'` files to read.
-        shard_markers = lines.pipeline | "ShardMarkers" >> beam.Create([(s, None) for s in range(self.num_shards)])
-        records = (
+        warc_files = (  # shards no record reached are written empty afterwards (`write_empty_shards`)
             results
             | "OnlyStored" >> beam.Filter(lambda result: result.outcome == FETCHED)
             | "KeyByShard" >> beam.Map(lambda r: (shard_of(r.url, self.num_shards), (r.url, r.warc_records)))
-        )
-        warc_files = (
-            (records, shard_markers) | "RecordsAndMarkers" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteWarcShards" >> beam.ParDo(WriteWarcShard(self.output_dir, self.num_shards))
         )

@@ -122,10 +122,18 @@ def test_plan_rejects_unusable_phases(phase, budget, message):
 
 
 def test_a_key_range_without_rows_still_gets_its_file(tmp_path):
-    (phase, counts), = write_mixture_file((("decay", 3), [None]), str(tmp_path), seq_len=64)
+    from types import SimpleNamespace
+
+    from languages.mixture import write_empty_files
+
+    plan = SimpleNamespace(phase="decay", num_files=4)  # all of a plan that says which files must exist
+    (tmp_path / "decay" / "train").mkdir(parents=True)
+    (tmp_path / "decay" / "train" / "part-00001.parquet").write_bytes(b"written by the job")
+    write_empty_files([plan], str(tmp_path), seq_len=64)
+    assert (tmp_path / "decay" / "train" / "part-00001.parquet").read_bytes() == b"written by the job"
     table = pq.read_table(tmp_path / "decay" / "train" / "part-00003.parquet")
-    assert (phase, counts, table.num_rows) == ("decay", {}, 0)
-    assert table.column_names == ["input_ids", "document_lengths", "language"]
+    assert table.num_rows == 0 and table.column_names == ["input_ids", "document_lengths", "language"]
+    assert len(list((tmp_path / "decay" / "train").iterdir())) == 4
 
 
 @pytest.mark.parametrize("text, tokens", [("50M", 50_000_000), ("2.3T", 2_300_000_000_000), ("1e9", 10**9),
