@@ -1,6 +1,6 @@
 """Languages: which exist, in which script, how much data each has, when each enters training, how often it is sampled.
 
-- `languages.registry`: 1,900 `xxx_Scrp` labels (FineWeb-2's table + mmBERT's extra languages) and `normalize`, which
+- `languages.registry`: 1,903 `xxx_Scrp` labels (FineWeb-2's table + mmBERT's extra languages) and `normalize`, which
   maps any LID model's label, ISO 639 code or BCP-47 tag onto one of them.
 - `languages.scripts`: the dominant ISO 15924 script of a text.
 - `languages.schedule`: training phases (mmBERT's 60 → 110 → 1833 by default, or a YAML file).

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
     group = subparsers.add_parser(
         "languages", help="the language registry, training phases and temperature sampling",
-        description="The language registry (1,900 xxx_Scrp labels from FineWeb-2 + mmBERT), label normalisation, "
+        description="The language registry (1,903 xxx_Scrp labels from FineWeb-2 + mmBERT), label normalisation, "
                     "staged language introduction and temperature sampling.",
         epilog=EPILOG, formatter_class=HelpFormatter)
     group.set_defaults(group_parser=group)

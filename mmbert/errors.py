@@ -24,8 +24,11 @@ def read_yaml_mapping(path, what: str = "recipe") -> dict:
         raise UsageError(f"{what} not found: {path}")
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise UsageError(f"{path}: not valid YAML: {error}") from None
+    except yaml.YAMLError as error:  # one line: what and where (PyYAML's own text spans several)
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UsageError(f"{path}: not valid YAML: {problem}{where}") from None
     if not isinstance(document, dict):
         raise UsageError(f"{path}: expected a mapping at the top level")
     return document
