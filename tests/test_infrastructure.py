@@ -72,8 +72,9 @@ def test_atomic_outputs_get_the_permissions_of_plain_ones(tmp_path):
 def test_read_yaml_mapping_names_the_problem(tmp_path, text, message):
     path = tmp_path / "r.yaml"
     path.write_text(text)
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(UsageError, match=message) as error:
         read_yaml_mapping(path)
+    assert "\n" not in str(error.value)  # one line on the terminal
     with pytest.raises(UsageError, match="recipe not found"):
         read_yaml_mapping(tmp_path / "missing.yaml")
     path.write_text("a: 1\n")
