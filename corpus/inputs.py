@@ -183,7 +183,8 @@ def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Remov
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     date = obj.get("date") or metadata.get("date")
     given_id = obj.get("id")
-    document = {"id": f"{path}#{index}" if given_id is None or given_id == "" else str(given_id), "url": str(obj.get("url") or metadata.get("url") or ""),
+    document = {"id": f"{path}#{index}" if given_id is None or given_id == "" else str(given_id),
+                "url": str(obj.get("url") or metadata.get("url") or ""),
                 "date": iso_date(date) if date else "", "text": text, "source": path}
     try:  # JSON may escape half a surrogate pair ("\ud83d"): no UTF-8 writer downstream accepts it
         "".join((document["id"], document["url"], text)).encode("utf-8")

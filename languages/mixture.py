@@ -302,7 +302,6 @@ def check_row_width(file, metadata, group: int, seq_len: int) -> None:
                          f"rows, not rows of {seq_len} as the shards' manifest says (shards of another --seq-len?)")
 
 
-
 # --------------------------------------------------------------------------------------------------------------------
 # Reports: the budget table (--dry-run), the plot and the manifest.
 

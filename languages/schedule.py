@@ -8,7 +8,8 @@ The default is mmBERT's staged introduction (languages/data/mmbert_phase_languag
 
 mmBERT's sets are ISO 639-3 codes; each becomes every registry label of that language, in all the scripts FineWeb-2
 has it in (Serbian: srp_Cyrl and srp_Latn; Hindi: hin_Deva and romanised hin_Latn), since LID labels text by the
-script it is written in: 74, 133 and 1,891 labels. A YAML schedule can name other labels. A schedule file looks like this:
+script it is written in: 74, 133 and 1,891 labels. A YAML schedule can name other labels. A schedule file looks like
+this:
 
     phases:
       - name: pretrain

@@ -77,8 +77,8 @@ def _add_pack(commands) -> None:
     p.add_argument("--output", required=True, help="shards directory to create")
     p.add_argument("--heldout-fraction", type=float, default=0.01,
                    help="share of each language's documents held out for evaluation (default 0.01; a language "
-                        "with two or more documents keeps at least one, a single document the last max(fraction, 10 %%) of "
-                        "its tokens)")
+                        "with two or more documents keeps at least one, a single document the last "
+                        "max(fraction, 10 %%) of its tokens)")
     p.add_argument("--languages", help="comma-separated registry labels to pack (default: all in the corpus)")
     p.add_argument("--num-workers", type=positive_int, default=1, help="Beam worker processes (default 1)")
     p.add_argument("--shard-mb", type=positive_float, default=256.0,
