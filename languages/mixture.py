@@ -327,37 +327,6 @@ def budget_table(plan: PhasePlan) -> str:
     return "\n".join(lines)
 
 
-def plot_plans(plans: Sequence[PhasePlan], path: str | Path) -> None:
-    """One panel per phase: each language's share of the data against its share of the phase (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mmbert.atomic import atomic_file
-
-    figure, axes = plt.subplots(len(plans), 1, figsize=(10, 3.2 * len(plans)), squeeze=False)
-    for axis, plan in zip(axes[:, 0], plans):
-        ordered = sorted(plan.languages, key=lambda b: -b.available_tokens)
-        data_total = sum(b.available_tokens for b in ordered) or 1
-        x = np.arange(len(ordered))
-        axis.bar(x, [b.available_tokens / data_total for b in ordered], color="#bbbbbb", label="share of the data")
-        axis.plot(x, [b.budget_tokens / max(plan.planned_tokens, 1) for b in ordered], "o-", markersize=3,
-                  color="#c0392b", label=f"share of the phase (τ {plan.temperature:g})")
-        axis.set_yscale("log")
-        axis.set_title(f"{plan.phase}: {plan.planned_tokens:,} tokens over {len(ordered)} languages", fontsize=10)
-        axis.set_ylabel("fraction of tokens")
-        if len(ordered) <= 60:
-            axis.set_xticks(x, [b.language for b in ordered], rotation=90, fontsize=6)
-        else:
-            axis.set_xlabel("languages, most data first")
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120)
-    plt.close(figure)
-
-
 def phase_manifest(plan: PhasePlan, schedule: Phase, taken: Mapping[str, Mapping[str, int]],
                    shards: str) -> dict:
     """The manifest of a materialised phase; `taken` is what the job actually wrote, per language."""

@@ -6,12 +6,16 @@ In: packed shards (`mmbert tokenizer pack`) and a schedule; out: `OUTPUT/<phase>
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from mmbert.argtypes import positive_float, positive_int, token_count
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
+
+if TYPE_CHECKING:
+    from languages.mixture import PhasePlan
 
 EPILOG = """\
 examples:
@@ -58,14 +62,12 @@ def register_mix(languages_commands) -> None:
 
 
 def mix_command(args) -> int:
-    from languages.mixture import DEFAULT_ROWS_PER_FILE, budget_table, plan_phase, plot_plans, read_packed_shards
+    from languages.mixture import DEFAULT_ROWS_PER_FILE, budget_table, plan_phase, read_packed_shards
     from languages.schedule import find_phase, load_schedule
 
     if not args.dry_run and not args.output:
         raise UsageError("--output is required (or pass --dry-run to only print the plan)")
     if args.output and not args.dry_run:
-        from pathlib import Path
-
         if Path(args.output).exists() and not args.overwrite:
             raise UsageError(f"output already exists: {args.output} (pass --overwrite to replace it)")
     shards = read_packed_shards(args.shards)
@@ -102,3 +104,35 @@ def mix_command(args) -> int:
               f"file{'s' if manifest['files'] != 1 else ''} "
               f"→ {args.output}/{name}/train", file=sys.stderr)
     return 0
+
+
+def plot_plans(plans: Sequence[PhasePlan], path: str | Path) -> None:
+    """One panel per phase: each language's share of the data against its share of the phase (log scale)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmbert.atomic import atomic_file
+
+    figure, axes = plt.subplots(len(plans), 1, figsize=(10, 3.2 * len(plans)), squeeze=False)
+    for axis, plan in zip(axes[:, 0], plans):
+        ordered = sorted(plan.languages, key=lambda b: -b.available_tokens)
+        data_total = sum(b.available_tokens for b in ordered) or 1
+        x = np.arange(len(ordered))
+        axis.bar(x, [b.available_tokens / data_total for b in ordered], color="#bbbbbb", label="share of the data")
+        axis.plot(x, [b.budget_tokens / max(plan.planned_tokens, 1) for b in ordered], "o-", markersize=3,
+                  color="#c0392b", label=f"share of the phase (τ {plan.temperature:g})")
+        axis.set_yscale("log")
+        axis.set_title(f"{plan.phase}: {plan.planned_tokens:,} tokens over {len(ordered)} languages", fontsize=10)
+        axis.set_ylabel("fraction of tokens")
+        if len(ordered) <= 60:
+            axis.set_xticks(x, [b.language for b in ordered], rotation=90, fontsize=6)
+        else:
+            axis.set_xlabel("languages, most data first")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=120)
+    plt.close(figure)

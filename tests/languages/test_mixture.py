@@ -13,11 +13,11 @@ import pytest
 
 from languages.mixture import (
     LanguageBudget, budget_table, file_of_keys, order_positions, plan_phase, read_packed_shards, rows_for_budget,
-    sort_keys, stream_seed, write_mixture_file,
+    sort_keys, stream_seed,
 )
-from mmbert.argtypes import token_count as parse_tokens
 from languages.sampling import token_budgets
 from languages.schedule import Phase
+from mmbert.argtypes import token_count as parse_tokens
 from mmbert.cli import main
 from mmbert.errors import UsageError
 
