@@ -286,8 +286,7 @@ def run_build(inputs: list[str], output: str, config: BuildConfig | None = None,
         corpus_stats.write_outputs(output, stats)
         return stats
     rebuilding = bool(config.languages)
-    empty = Path(output).is_dir() and not any(Path(output).iterdir())
-    with atomic_directory(output, overwrite=overwrite or rebuilding or empty) as staging:
+    with atomic_directory(output, overwrite=overwrite or rebuilding) as staging:  # an empty OUT is simply used
         stats = run(str(staging))
         if rebuilding:
             _carry_over(Path(output), staging, set(config.languages))

@@ -152,7 +152,8 @@ def sample_command(args) -> int:
         raise UsageError(f"--max-epochs must be > 0, got {args.max_epochs:g}")
     counts = read_counts_csv(args.counts, ignore_unknown=args.ignore_unknown)
     phases = _selected_phases(args, counts)
-    outside = {label: n for label, n in counts.items() if n and not any(label in p.languages for p in phases)}
+    sampled = {label for phase in phases for label in phase.languages}
+    outside = {label: n for label, n in counts.items() if n and label not in sampled}
     if outside:  # data no selected phase samples from: say so rather than drop it silently
         largest = ", ".join(sorted(outside, key=lambda label: (-outside[label], label))[:5])
         print(f"{len(outside)} languages in {args.counts} ({sum(outside.values()):,} tokens) are in no selected "

@@ -424,8 +424,7 @@ def write_empty_files(plans: Sequence[PhasePlan], output: str, seq_len: int) -> 
     for plan in plans:
         for index in range(plan.num_files):
             if not (Path(output) / plan.phase / "train" / f"part-{index:05d}.parquet").exists():
-                for _ in write_mixture_file(((plan.phase, index), []), output, seq_len):
-                    pass
+                list(write_mixture_file(((plan.phase, index), []), output, seq_len))  # writes; its counts are {}
 
 
 def _merge_counts(parts: Iterable[Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, int]]:
