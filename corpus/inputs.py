@@ -157,6 +157,7 @@ def decode_content(payload: bytes, content_encoding: str, limit: int) -> bytes |
                 raw = coding == "deflate" and payload[:1] not in (b"\x78", b"\x58", b"\x68", b"\x08")
                 decoded = zlib.decompressobj(-15 if raw else 47).decompress(payload, limit + 1)
             elif coding == "br":
+                # the limit holds per output block: at most ~2x `limit` is ever held
                 decoded = brotli.Decompressor().process(payload, output_buffer_limit=limit + 1)
             else:
                 return Removed("bad_content_encoding", "read", len(payload))
