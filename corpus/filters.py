@@ -8,12 +8,12 @@ Thresholds (Rae et al. 2021, Gopher, table A1; Penedo et al. 2024, FineWeb; Fine
     rule                              default   FineWeb-2 per language
     words per document                50–100k   same
     mean word length (chars)          3–10      min_avg_word_length / max_avg_word_length
-    '#' or ellipsis per word          ≤ 0.1     same
-    lines starting with a bullet      ≤ 0.9     same
+    '#' or ellipsis per token         ≤ 0.1     same
+    lines starting with • or -        ≤ 0.9     same
     lines ending with an ellipsis     ≤ 0.3     same
-    words with a letter               ≥ 0.8     max_non_alpha_words_ratio
-    stop words present                ≥ 2       stopwords (list per language; no check without one)
-    duplicate lines (fraction)        ≤ 0.3     dup_line_frac
+    tokens with a letter              ≥ 0.8     max_non_alpha_words_ratio
+    distinct stop words present       ≥ 2       stopwords (list per language; no check without one)
+    duplicate lines (fraction)        ≤ 0.3     dup_line_frac (0 turns the rule off)
     top 2/3/4-gram char fraction      .20/.18/.16  top_n_grams
     duplicate 5…10-gram char fraction .15 … .10    dup_n_grams
     non-empty lines ending in punct.  ≥ 0.12    line_punct_thr (0 turns the rule off)
@@ -37,10 +37,15 @@ from corpus.segmentation import script_of_label, split_words
 
 FINEWEB2_FILTERS = Path(__file__).resolve().parent / "data" / "fineweb2_filters.json.gz"
 GOPHER_ENGLISH_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-# Characters that end a sentence in the world's scripts (Latin, CJK, Devanagari, Arabic, Ethiopic, Myanmar, Tibetan,
-# Khmer, Armenian, Greek question mark, …); FineWeb's English list was . ' " ! ?
-TERMINAL_PUNCTUATION = tuple(".'\"!?。！？｡．।॥۔؟؛։።፧፨။၊།༎។៕៖᙮᠃᠉‼‽⁇⁈⁉…;·»”’)")
-BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·")
+# Characters that end a sentence in the world's scripts: datatrove 0.10.1's TERMINAL_PUNCTUATION (Apache-2.0), the
+# set FineWeb-2's FineWebQualityFilter uses (no quotes or brackets: a line ending in `."` does not count, as there).
+TERMINAL_PUNCTUATION = tuple(
+    '!.?։؝؞؟۔܀܁܂߹࠷࠹࠽࠾।॥၊။።፧፨᙮᜵᜶។៕៖៙៚᠃᠉᥄᥅᪨᪩᪪᪫᭚'
+    '᭛᭞᭟᭽᭾᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼⹓⹔。꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟꫰꫱꯫﹒﹖﹗'
+    '！．？｡𐩖𐩗𐽕𐽖𐽗𐽘𐽙𐾆𐾇𐾈𐾉𑁇𑁈𑂾𑂿𑃀𑃁𑅁𑅂𑅃𑇅𑇆𑇍𑇞𑇟𑈸𑈹𑈻𑈼𑊩𑑋𑑌𑗂𑗃𑗉𑗊'
+    '𑗋𑗌𑗍𑗎𑗏𑗐𑗑𑗒𑗓𑗔𑗕𑗖𑗗𑙁𑙂𑜼𑜽𑜾𑥄𑥆𑩂𑩃𑪛𑪜𑱁𑱂𑻷𑻸\U00011f43\U00011f44𖩮𖩯𖫵𖬷𖬸𖭄𖺘𛲟𝪈'
+)
+BULLETS = ("•", "-")  # Gopher's (and datatrove's): an en dash opens dialogue lines in many languages, not lists
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,9 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
 
 
 def _ngram_length(prefix: list[int], start: int, n: int) -> int:
-    """len(" ".join(words[start:start + n])) from the prefix sums of word lengths."""
-    return prefix[start + n] - prefix[start] + n - 1
+    """len("".join(words[start:start + n])) from the prefix sums of word lengths: datatrove measures repeated
+    n-grams without the spaces between their words (and the top n-gram with them, as `top_ngram_chars` does)."""
+    return prefix[start + n] - prefix[start]
 
 
 def _prefix_lengths(words: list[str]) -> list[int]:
@@ -184,9 +190,10 @@ def gopher_quality(text: str, words: list[str], settings: FilterSettings, signal
         return "gopher_below_avg_word_length"
     if avg > settings.max_avg_word_length:
         return "gopher_above_avg_word_length"
-    if text.count("#") / n_words > settings.max_symbol_word_ratio:
+    # Per token, punctuation tokens included (datatrove's n_words), unlike the word count and length above.
+    if text.count("#") / len(words) > settings.max_symbol_word_ratio:
         return "gopher_too_many_hashes"
-    if (text.count("...") + text.count("…")) / n_words > settings.max_symbol_word_ratio:
+    if (text.count("...") + text.count("…")) / len(words) > settings.max_symbol_word_ratio:
         return "gopher_too_many_ellipsis"
     lines = text.splitlines() or [text]
     if sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines) > settings.max_bullet_lines_ratio:
@@ -194,12 +201,12 @@ def gopher_quality(text: str, words: list[str], settings: FilterSettings, signal
     ellipsis_lines = sum(line.rstrip().endswith(("...", "…")) for line in lines)
     if ellipsis_lines / len(lines) > settings.max_ellipsis_lines_ratio:
         return "gopher_too_many_end_ellipsis"
-    alpha_ratio = sum(map(_has_alpha, words)) / n_words
+    alpha_ratio = sum(map(_has_alpha, words)) / len(words)
     signals["alpha_words_ratio"] = alpha_ratio
     if alpha_ratio < settings.max_non_alpha_words_ratio:  # the name is Gopher's; it is a minimum on alphabetic words
         return "gopher_below_alpha_threshold"
     if settings.stopwords:
-        stop_words = sum(w in settings.stopwords for w in words)
+        stop_words = len(settings.stopwords.intersection(words))  # distinct stop words, as Gopher and datatrove
         signals["stop_words"] = stop_words
         if stop_words < settings.min_stop_words:
             return "gopher_enough_stop_words"
@@ -210,7 +217,7 @@ def gopher_repetition(text: str, words: list[str], settings: FilterSettings, sig
     lines = [line for line in text.split("\n") if line] or [text]  # runs of newlines split once, as datatrove
     dup_lines, _ = find_duplicates(lines)
     signals["dup_line_frac"] = dup_lines / len(lines)
-    if dup_lines / len(lines) > settings.dup_line_frac:
+    if settings.dup_line_frac and dup_lines / len(lines) > settings.dup_line_frac:  # 0 turns it off, as in datatrove
         return "gopher_dup_line_frac"
     length = max(len(text), 1)
     prefix = _prefix_lengths(words)

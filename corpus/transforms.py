@@ -249,9 +249,12 @@ class _BandKeys(beam.DoFn):
 
 @beam.typehints.with_output_types(Any)  # tagged outputs: Beam cannot infer one type
 class _BucketDuplicates(beam.DoFn):
-    """In one LSH bucket: members confirmed similar to the bucket's smallest key are duplicates of it.
+    """In one LSH bucket, in key order: a member confirmed similar to an earlier kept member is its duplicate; any
+    other member is kept and later members are compared with it too.
 
-    The iterable is read twice and only the smallest member is held, so a large bucket needs no memory.
+    So no two kept members of a bucket are confirmed similar (comparing with the smallest member alone kept B and C,
+    similar to each other, when the smallest was similar to neither). A bucket of true near-duplicates keeps one
+    member and compares each of the others once; its members are held, sorted, while it is read.
     """
 
     def __init__(self, threshold: float):
@@ -259,21 +262,24 @@ class _BucketDuplicates(beam.DoFn):
 
     def process(self, keyed):
         (language, _, _), members = keyed
-        head, size = None, 0
-        for member in members:
-            size += 1
-            if head is None or member[0] < head[0]:
-                head = member
-        if size < 2:
+        members = sorted(members, key=lambda member: member[0])
+        if len(members) < 2:
             return
-        head_signature = np.frombuffer(head[1], dtype=np.uint64)
+        kept_keys: list = []
+        kept = np.empty((len(members), len(members[0][1]) // 8), dtype=np.uint64)  # kept members' signatures
         for member_key, signature, member_weight in members:
-            if member_key == head[0]:
-                continue
-            similarity = dedup.estimated_jaccard(np.frombuffer(signature, dtype=np.uint64), head_signature)
-            if similarity >= self.threshold:
-                yield beam.pvalue.TaggedOutput("duplicate", ((language, member_key), 1))
-                yield (language, head[0], member_key, member_weight)  # an edge; the same one may come from other bands
+            signature = np.frombuffer(signature, dtype=np.uint64)
+            if kept_keys:
+                # Estimated Jaccard with every kept member at once: the share of equal minima.
+                equal = np.count_nonzero(kept[:len(kept_keys)] == signature, axis=1)
+                similar = np.flatnonzero(equal / len(signature) >= self.threshold)
+                if similar.size:
+                    yield beam.pvalue.TaggedOutput("duplicate", ((language, member_key), 1))
+                    # An edge to the first (smallest) kept member it matches; the same one may come from other bands.
+                    yield (language, kept_keys[similar[0]], member_key, member_weight)
+                    continue
+            kept[len(kept_keys)] = signature
+            kept_keys.append(member_key)
 
 
 @beam.typehints.with_output_types(Any)  # tagged outputs: Beam cannot infer one type
@@ -293,12 +299,11 @@ def _resolve(keyed):
 class MinHashDedup(beam.PTransform):
     """Near-duplicate removal per language with MinHash LSH, as Beam shuffles only.
 
-    Rule: a document is dropped when, in some LSH bucket it shares, the member with the smallest key (id, then text
-    hash: `_dedup_key`) is confirmed similar (estimated Jaccard ≥ threshold) and is not itself. The kept set therefore
-    contains the smallest key of every connected component of the confirmed-similarity graph (what
-    connected-components dedup keeps) plus documents whose similar bucket-mates all have larger keys; a kept document
-    is never confirmed similar to the smallest member of a bucket it shares. The outcome depends only on ids and
-    texts: the same for any number of workers or input order.
+    Rule: within each LSH bucket, members are taken in key order (id, then text hash: `_dedup_key`); a member
+    confirmed similar (estimated Jaccard ≥ threshold) to an earlier member that was kept in that bucket is dropped. A
+    document is dropped when any of its buckets drops it. So two documents that share a bucket and are confirmed
+    similar never both survive, and the smallest key of a bucket always survives it. The outcome depends only on ids
+    and texts: the same for any number of workers or input order.
     Survivors' `cluster_size` = their exact copies + the copies of every document they absorbed (in any band).
     """
 

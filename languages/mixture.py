@@ -7,7 +7,8 @@ Out: `OUTPUT/<phase>/train/part-*.parquet` (input_ids, document_lengths, languag
 
 How a phase is planned (pure functions, no Beam):
   1. budget tokens per language = `languages.sampling.token_budgets(counts, τ, budget, max_epochs)`;
-  2. rows per language = budget / seq_len rounded to the nearest row, never more than max_epochs × the rows there are;
+  2. rows per language = budget / the language's own tokens per row, to the nearest row, never more than max_epochs ×
+     the rows there are (a shard's last row is partly padding: seq_len per row would undercount small languages);
   3. a language's rows are taken in a seeded order without replacement; once it runs out a new epoch starts with a
      new seeded order, so epoch e holds N rows (the last one fewer) and no row is used more than ⌈max_epochs⌉ times.
 
@@ -57,7 +58,7 @@ class LanguageBudget:
     weight: float  # temperature weight p_i
     target_tokens: int  # p_i × the phase budget, before any epoch cap
     budget_tokens: int  # from token_budgets: capped at max_epochs × data, excess given to the others
-    rows: int  # rows taken: budget_tokens / seq_len, to the nearest row, within the epoch cap
+    rows: int  # rows taken: budget_tokens / (tokens per row), to the nearest row, within the epoch cap
 
     @property
     def epochs_used(self) -> float:
@@ -106,9 +107,12 @@ class PhasePlan:
         return max(1, math.ceil(self.total_rows / self.rows_per_file))
 
 
-def rows_for_budget(budget_tokens: int, seq_len: int, available_rows: int, max_epochs: float | None) -> int:
-    """Budget tokens → whole rows of seq_len tokens (nearest row), never above max_epochs × available rows."""
-    rows = (budget_tokens + seq_len // 2) // seq_len
+def rows_for_budget(budget_tokens: int, available_tokens: int, available_rows: int, max_epochs: float | None) -> int:
+    """Budget tokens → whole rows at the language's own tokens per row (nearest row), never above max_epochs × rows.
+
+    Not seq_len per row: each shard's last row is partly padding, so a small language capped at its data would get
+    fewer rows than it has (one of 1,545 tokens at seq_len 4,096 rounded to none)."""
+    rows = math.floor(budget_tokens * available_rows / available_tokens + 0.5)
     if max_epochs is not None:
         rows = min(rows, math.floor(max_epochs * available_rows + 1e-9))  # 1e-9: 0.29 × 100 is 28.999…
     return rows
@@ -150,7 +154,8 @@ def plan_phase(phase: Phase, counts: Mapping[str, int], available_rows: Mapping[
         LanguageBudget(language=language, available_tokens=phase_counts[language],
                        available_rows=available_rows[language], weight=weights[language],
                        target_tokens=round(weights[language] * budget), budget_tokens=budgets[language],
-                       rows=rows_for_budget(budgets[language], seq_len, available_rows[language], max_epochs))
+                       rows=rows_for_budget(budgets[language], phase_counts[language], available_rows[language],
+                                            max_epochs))
         for language in sorted(present))
     if not any(language.rows for language in languages):
         raise UsageError(f"phase {phase.name!r}: a budget of {budget:,} tokens is not even one row of {seq_len} tokens "

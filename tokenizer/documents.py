@@ -68,7 +68,7 @@ def split_mask(hashes: np.ndarray, heldout_fraction: float, language_min_hash: i
         return np.zeros(len(hashes), dtype=bool)
     # hash / 2^64 < fraction, compared exactly on integers (floats would round 64-bit hashes).
     heldout = hashes < np.uint64(min(int(heldout_fraction * 2**64), 2**64 - 1))
-    if language_documents >= 2:
+    if language_documents >= 2 and language_min_hash != language_max_hash:  # equal: all share one id, and one hash
         heldout |= hashes == np.uint64(language_min_hash)
         heldout &= hashes != np.uint64(language_max_hash)
     return heldout

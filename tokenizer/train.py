@@ -5,8 +5,9 @@ In: the corpus artefact, a vocabulary size, a temperature. Out: a directory that
 special_tokens_map.json, and training.json (what it was trained on).
 
 Gemma 2's design, kept here:
-- ids 0-4 are <pad> <eos> <bos> <unk> <mask> (tokenizer/special_tokens.py); ids 5-260 are the 256 byte tokens
-  <0x00>…<0xFF> of byte fallback, so no text is ever unknown; learned pieces follow.
+- ids 0-4 are <pad> <eos> <bos> <unk> <mask> (tokenizer/special_tokens.py), as in Gemma 2. Then the 256 byte tokens
+  <0x00>…<0xFF> of byte fallback (ids 5-260 here; 217-472 in Gemma 2, which reserves more ids first), so no text is
+  ever unknown; learned pieces follow.
 - the normalizer only replaces " " with "▁" and the decoder undoes it (Replace, ByteFallback, Fuse): no lowercasing,
   no Unicode normalization, whitespace kept exactly.
 - no whitespace pre-splitting at encoding time, as in Gemma. While training, text is cut before each "▁" (runs of
@@ -49,38 +50,54 @@ def sample_training_texts(files: dict[str, list[Path]], max_bytes: int, temperat
     (the excess goes to the others). Within a language, documents are taken in the order of a seeded hash of their
     id until the budget is spent, the last one cut to fit — a deterministic sample that does not favour the first
     files, and as many bytes as the budget, even for a language of one long document.
+
+    Text bytes are first estimated from Parquet footers, which count page overhead too (0.5-45 %): a language capped
+    at that estimate runs out before its budget. Its real bytes are then known, so budgets are computed again and the
+    languages whose budget changed are drawn again (a longer or shorter prefix of the same order), until none runs out.
     """
     from languages.sampling import token_budgets
 
     available = {label: text_bytes(paths) for label, paths in files.items()}
     budgets = token_budgets(available, temperature, max_bytes, max_epochs=1.0)
-    sample = {}
-    for label, paths in files.items():
-        budget = budgets.get(label, 0)
-        if budget <= 0:
-            continue
-        # Documents are held and sorted only for a range of hash fractions at a time: first those under the share
-        # the budget needs (with headroom), then, only while the budget is not met, ranges twice as wide. A large
-        # language never sits in memory whole, and a small one still fills its budget.
-        low, high = 0.0, min(1.0, 1.5 * budget / max(available[label], 1))
-        texts, used = [], 0
-        while budget - used >= 4:  # else full: perhaps not even one more character fits
-            hashed = ((hash_fraction(document_hash(doc_id, seed)), text) for doc_id, text in iter_texts(paths))
-            in_range = sorted((fraction, text) for fraction, text in hashed  # the last range takes 1.0 too (rounding)
-                              if low <= fraction and (fraction < high or high >= 1.0))
-            for _, text in in_range:
-                text = text.encode("utf-8")[:budget - used].decode("utf-8", errors="ignore")  # cut on a character
+    drawn = {label: _draw_texts(files[label], budget, available[label], seed) for label, budget in budgets.items()}
+    for _ in range(4):  # each round fixes the languages that ran out; one or two rounds settle it
+        ran_out = {label: used for label, (_, used) in drawn.items()
+                   if budgets[label] - used >= 4 and used != available[label]}
+        if not ran_out:
+            break
+        available.update(ran_out)
+        new_budgets = token_budgets(available, temperature, max_bytes, max_epochs=1.0)
+        for label, budget in new_budgets.items():
+            if budget != budgets[label]:
+                drawn[label] = _draw_texts(files[label], budget, available[label], seed)
+        budgets = new_budgets
+    sample = {label: texts for label, (texts, _) in drawn.items() if texts}
+    return sample, budgets
+
+
+def _draw_texts(paths: list[Path], budget: int, available: int, seed: int) -> tuple[list[str], int]:
+    """One language's texts in seeded hash order up to `budget` bytes (the last cut on a character), and their bytes.
+
+    Documents are held and sorted only for a range of hash fractions at a time: first those under the share the
+    budget needs (with headroom), then, only while the budget is not met, ranges twice as wide. A large language never
+    sits in memory whole, and a small one still fills its budget."""
+    texts, used = [], 0
+    low, high = 0.0, min(1.0, 1.5 * budget / max(available, 1))
+    while budget - used >= 4:  # else full: perhaps not even one more character fits
+        hashed = ((hash_fraction(document_hash(doc_id, seed)), text) for doc_id, text in iter_texts(paths))
+        in_range = sorted((fraction, text) for fraction, text in hashed  # the last range takes 1.0 too (rounding)
+                          if low <= fraction and (fraction < high or high >= 1.0))
+        for _, text in in_range:
+            text = text.encode("utf-8")[:budget - used].decode("utf-8", errors="ignore")  # cut on a character
+            if text:
                 texts.append(text)
                 used += len(text.encode("utf-8"))
-                if budget - used < 4:
-                    break
-            if high >= 1.0:
+            if budget - used < 4:
                 break
-            low, high = high, min(1.0, 2 * high)
-        texts = [text for text in texts if text]
-        if texts:
-            sample[label] = texts
-    return sample, budgets
+        if high >= 1.0:
+            break
+        low, high = high, min(1.0, 2 * high)
+    return texts, used
 
 
 def frequent_characters(texts: Iterator[str], coverage: float = CHARACTER_COVERAGE) -> list[str]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from corpus.filters import (FilterSettings, duplicate_ngram_chars, find_duplicates, fineweb2_table, gopher_quality,
-                            quality_filter, settings_for, top_ngram_chars)
+from corpus.filters import (FilterSettings, duplicate_ngram_chars, find_duplicates, fineweb2_table, fineweb_quality,
+                            gopher_quality, gopher_repetition, quality_filter, settings_for, top_ngram_chars)
 from corpus.segmentation import split_words
 
 
@@ -48,7 +48,42 @@ def test_each_rule_fires_with_its_reason(udhr_texts):
 def test_repetition_helpers_match_gopher_definitions():
     assert find_duplicates(["a", "b", "a", "a"]) == (2, 2)
     assert top_ngram_chars("x y x y x y".split(), 2) == len("x y") * 3
-    assert duplicate_ngram_chars("a b c a b c".split(), 3) == len("a b c")
+    # datatrove measures repeated n-grams without the spaces between their words (the top n-gram with them)
+    assert duplicate_ngram_chars("a b c a b c".split(), 3) == len("abc")
+
+
+def test_rules_read_as_datatrove_defines_them_for_fineweb_2(udhr_texts):
+    english = "\n".join(udhr_texts["eng_Latn"])
+    settings = settings_for("eng_Latn")
+    # Stop words: distinct ones. "and" three times is one stop word.
+    plain = " ".join(w for w in english.split() if w.lower() not in settings.stopwords)
+    assert quality_filter(plain + " and and and.", "eng_Latn")[0] == "gopher_enough_stop_words"
+    assert quality_filter(plain + " and the.", "eng_Latn")[0] is None
+    # Letters, '#' and ellipses per token, punctuation tokens included: 70 words with a comma after every second one
+    # are 105 tokens, 67 % with a letter (< 0.8); 60 words with 7 '#', 4 commas and a full stop are 72 tokens:
+    # 0.097 '#' per token (≤ 0.1), where per word it was 0.117.
+    words = [w.strip(".,;:()") for w in english.split()[100:170]]
+    commas = " ".join(f"{a} {b}," for a, b in zip(words[::2], words[1::2])) + "."
+    assert gopher_quality(commas, split_words(commas), settings, {}) == "gopher_below_alpha_threshold"
+    hashes = ", ".join(words[:5]) + " " + " ".join(f"#{w}" for w in words[5:12]) + " " + " ".join(words[12:58]) + \
+        " the and."
+    assert len(split_words(hashes)) == 72
+    assert gopher_quality(hashes, split_words(hashes), settings, {}) is None
+    # Bullets are • and -: dialogue lines opened by an en dash are not a list.
+    dialogue = "\n".join(f"– {line}" for line in english.splitlines()[:10])
+    assert gopher_quality(dialogue, split_words(dialogue), settings, {}) is None
+    # FineWeb-2's dup_line_frac of 0 (six languages) turns the rule off rather than removing any repeated line.
+    assert fineweb2_table()["tim_Latn"]["dup_line_frac"] == 0
+    repeated = "\n".join(english.splitlines()[:15] + english.splitlines()[:1])
+    signals = {}
+    reason = gopher_repetition(repeated, split_words(repeated), settings_for("tim_Latn"), signals)
+    assert signals["dup_line_frac"] == 1 / 16 and reason != "gopher_dup_line_frac"
+    # Sentence terminators of other scripts count: Meitei's ꯫, Ol Chiki's ᱾, Syriac's ܂.
+    for label, stop in (("mni_Mtei", "꯫"), ("sat_Olck", "᱾"), ("syc_Syrc", "܂")):
+        signals = {}
+        lines = "\n".join(f"{'ꯃ' * (3 + k)} {'ꯅ' * (2 + k)}{stop}" for k in range(12))
+        fineweb_quality(lines, split_words(lines), settings_for(label), signals)
+        assert signals["line_punct_ratio"] == 1.0, label
 
 
 def test_segmentation_handles_scripts_without_spaces():

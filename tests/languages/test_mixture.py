@@ -62,11 +62,26 @@ def test_key_ranges_partition_keys_in_order():
 
 
 def test_rows_for_budget_rounds_to_the_nearest_row_within_the_cap():
-    assert rows_for_budget(1000, 128, 100, None) == 8  # 7.8 rows
-    assert rows_for_budget(960, 128, 100, None) == 8  # 7.5 rows rounds up
-    assert rows_for_budget(950, 128, 100, None) == 7
-    assert rows_for_budget(10_000, 128, 20, 2.0) == 40  # 78 rows wanted, 2 epochs × 20 rows allowed
-    assert rows_for_budget(10_000, 128, 100, 0.29) == 29  # not 28: 0.29 × 100 is 28.999… in floating point
+    assert rows_for_budget(1000, 12_800, 100, None) == 8  # 128 tokens a row: 7.8 rows
+    assert rows_for_budget(960, 12_800, 100, None) == 8  # 7.5 rows rounds up
+    assert rows_for_budget(950, 12_800, 100, None) == 7
+    assert rows_for_budget(10_000, 2_560, 20, 2.0) == 40  # 78 rows wanted, 2 epochs × 20 rows allowed
+    assert rows_for_budget(10_000, 12_800, 100, 0.29) == 29  # not 28: 0.29 × 100 is 28.999… in floating point
+
+
+def test_rows_for_budget_counts_the_languages_own_rows_not_full_ones():
+    # Rows of 4,096 tokens whose last one is partly padding: a language capped at one epoch takes all of its rows.
+    assert rows_for_budget(1_545, 1_545, 1, 1.0) == 1  # seq_len per row would round this to no row at all
+    assert rows_for_budget(4_147, 4_147, 2, 1.0) == 2  # ... and this to one
+    assert rows_for_budget(2 * 4_147, 4_147, 2, 2.0) == 4
+
+
+def test_a_phase_capped_at_one_epoch_takes_every_row_of_small_languages():
+    counts = {"deu_Latn": 1_545, "hin_Deva": 4_147, "eng_Latn": 400_000}
+    rows = rows_of(counts, 4_096)  # 1, 2 and 98 rows, each language's last row partly padding
+    phase = Phase("decay", tuple(sorted(counts)), 0.3)
+    plan = plan_phase(phase, counts, rows, 4_096, seed=0, budget=10**9, max_epochs=1.0)
+    assert {b.language: b.rows for b in plan.languages} == rows
 
 
 def test_plan_follows_the_sampler_budgets_to_within_one_row():
@@ -75,7 +90,8 @@ def test_plan_follows_the_sampler_budgets_to_within_one_row():
     expected = token_budgets(COUNTS, 0.5, 200_000)
     assert {b.language: b.budget_tokens for b in plan.languages} == expected
     for budget in plan.languages:
-        assert abs(budget.rows * SEQ_LEN - budget.budget_tokens) <= SEQ_LEN / 2
+        tokens_per_row = budget.available_tokens / budget.available_rows
+        assert abs(budget.rows * tokens_per_row - budget.budget_tokens) <= tokens_per_row / 2
         assert sum(budget.epoch_quotas()) == budget.rows
     assert plan.planned_tokens == 200_000 and plan.shortfall_tokens == 0
     swahili = next(b for b in plan.languages if b.language == "swh_Latn")
@@ -215,7 +231,8 @@ def test_each_language_gets_its_sampler_budget_to_within_one_row(mixtures, udhr_
         for label, entry in manifest["languages"].items():
             assert entry["budget_tokens"] == expected[label]
             assert entry["rows_taken"] == rows_per_language[label]
-            assert abs(entry["rows_taken"] * shards.seq_len - expected[label]) <= shards.seq_len, label
+            tokens_per_row = entry["available_tokens"] / entry["available_rows"]  # last rows are partly padding
+            assert abs(entry["rows_taken"] * tokens_per_row - expected[label]) <= tokens_per_row / 2 + 1e-6, label
         assert all(len(ids) == shards.seq_len for ids in table.column("input_ids").to_pylist())
 
 

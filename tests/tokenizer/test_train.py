@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 from mmbert.cli import main
 from mmbert.errors import UsageError
 from tokenizer.train import BYTE_TOKENS, sample_training_texts, train_tokenizer
-from tokenizer.corpus_files import corpus_languages
+from tokenizer.corpus_files import corpus_languages, iter_texts, text_bytes
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,19 @@ def test_every_language_gets_its_budget_even_from_few_documents(udhr_corpus_dir)
     assert set(used) == {label for label, budget in budgets.items() if budget > 0}
     assert all(budgets[label] - 4 < used[label] <= budgets[label] for label in used), {
         label: (used[label], budgets[label]) for label in used if not budgets[label] - 4 < used[label] <= budgets[label]}
+
+
+def test_a_sample_near_the_whole_corpus_takes_what_capped_languages_leave(udhr_corpus_dir):
+    # Footers count page overhead, so a language capped at that estimate runs out early; what it leaves goes to the
+    # others, and the sample holds --max-mb as long as there is text.
+    files = corpus_languages(udhr_corpus_dir, ["eng_Latn", "cmn_Hani", "tha_Thai", "mya_Mymr", "rus_Cyrl"])
+    real = {label: sum(len(text.encode("utf-8")) for _, text in iter_texts(paths)) for label, paths in files.items()}
+    assert sum(text_bytes(paths) for paths in files.values()) > sum(real.values())  # the estimate is high
+    max_bytes = int(0.97 * sum(real.values()))
+    sample, budgets = sample_training_texts(files, max_bytes, 0.3)
+    used = {label: sum(len(text.encode("utf-8")) for text in texts) for label, texts in sample.items()}
+    assert sum(used.values()) > max_bytes - 4 * len(files)
+    assert all(used[label] <= min(budgets[label], real[label]) for label in used)
 
 
 def test_training_is_deterministic(udhr_corpus_dir, trained, tmp_path):
