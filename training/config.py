@@ -71,7 +71,8 @@ class OptimizerConfig:
     eps: float = 1e-8
     # Decoupled weight decay (Loshchilov & Hutter, as mmBERT's decoupled AdamW): per step, w ← w·(1 − wd·lr/peak_lr).
     weight_decay: float = 8e-5
-    decay_norms_biases_embeddings: bool = False
+    decay_norms_biases: bool = False  # False: mmBERT's filter_bias_norm_wd (no decay on 1-D tensors)
+    decay_embeddings: bool = True  # the tied embedding/decoder matrix is decayed, as in ModernBERT and mmBERT
     grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
 
 

@@ -365,6 +365,13 @@ class TrainLoader:
     def phase(self) -> PhaseConfig:
         return self.recipe.phases[self.phase_index]
 
+    @property
+    def schedule_tokens(self) -> int:
+        """Where the run stands on the recipe's token line: the budgets of the finished phases + this phase's tokens.
+        A phase ends at the first whole step past its budget; counting from the budgets, not from tokens seen, keeps
+        those overshoots from moving the schedule (the decay phase's first step is at the decay's start)."""
+        return sum(phase.budget for phase in self.recipe.phases[:self.phase_index]) + self.tokens_in_phase
+
     def next_batch(self, global_rows: int) -> StepBatch:
         """Plan `global_rows` rows (all processes alike), read this process's slice, advance the phase's budget."""
         if self.finished:

@@ -1,8 +1,9 @@
 """Optimizer, learning-rate schedule and batch-size warm-up, all as functions of tokens seen.
 
 In: the model and the recipe's optimizer / schedule / batch sections. Out: a `torch.optim.AdamW` with two parameter
-groups (decayed matrices; undecayed norms, biases and embeddings unless the recipe says otherwise), `lr_at(tokens)`
-and `batch_size_at(tokens)`. Schedules are pure functions of tokens seen, so a resumed run needs only that number.
+groups (decayed matrices, the embedding included; undecayed norms and biases unless the recipe says otherwise),
+`lr_at(tokens)` and `batch_size_at(tokens)`. Schedules are pure functions of a token count (the learning rate's: the
+loader's `schedule_tokens`, the position on the phases' budgets), so a resumed run needs only its saved state.
 
 Weight decay is decoupled from the learning rate's size, as in mmBERT's decoupled AdamW: each step multiplies a
 weight by (1 − wd · lr_t / lr_peak). torch's AdamW multiplies by (1 − lr_t · wd'), so wd' = wd / lr_peak.
@@ -18,21 +19,27 @@ import torch.nn as nn
 from training.config import BatchConfig, OptimizerConfig, ScheduleConfig
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_norms_biases_embeddings: bool = False) -> list[dict]:
-    """Matrices of linear layers are decayed; norms, biases (any 1-D tensor) and embeddings are not, by default."""
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norms_biases: bool = False,
+                     decay_embeddings: bool = True) -> list[dict]:
+    """Matrices are decayed, the (tied) embedding matrix included; norms and biases (any 1-D tensor) are not, by
+    default: ModernBERT's and mmBERT's `filter_bias_norm_wd: true` (timm's rule: `ndim <= 1` or a bias)."""
     embedding_params = {id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)}
     decay, no_decay = [], []
     for _, param in model.named_parameters():  # named_parameters lists a tied tensor once
         if not param.requires_grad:
             continue
-        exempt = param.ndim < 2 or id(param) in embedding_params
-        (no_decay if exempt and not decay_norms_biases_embeddings else decay).append(param)
+        if param.ndim < 2:
+            decayed = decay_norms_biases
+        else:
+            decayed = decay_embeddings or id(param) not in embedding_params
+        (decay if decayed else no_decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
             {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig, fused: bool | None = None) -> torch.optim.AdamW:
-    groups = parameter_groups(model, config.weight_decay / config.lr, config.decay_norms_biases_embeddings)
+    groups = parameter_groups(model, config.weight_decay / config.lr, config.decay_norms_biases,
+                              config.decay_embeddings)
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps, fused=fused)
 
 

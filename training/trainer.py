@@ -139,7 +139,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
             model.set_rope_theta(phase.rope_theta_global, phase.rope_theta_local)
         step, tokens_seen = state["step"], state["tokens_seen"]
         rows = batch_size_at(tokens_seen, recipe.batch)
-        lr = lr_at(tokens_seen, phase.lr or recipe.optimizer.lr, recipe.schedule, recipe.total_tokens)
+        lr = lr_at(loader.schedule_tokens, phase.lr or recipe.optimizer.lr, recipe.schedule, recipe.total_tokens)
         set_lr(optimizer, lr)
         # Dropout (if any) draws from the global generator: seed it per step so a resumed step is the same step.
         torch.manual_seed((recipe.seed * 1_000_003 + step * 1_009 + ctx.rank) % 2**63)

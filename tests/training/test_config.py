@@ -9,7 +9,8 @@ import pytest
 from mmbert.cli import main
 from mmbert.errors import UsageError
 from training.config import apply_overrides, load_recipe, parse_recipe, parse_tokens
-from training.optim import batch_size_at, lr_at
+from training.model import MaskedLM, ModelConfig
+from training.optim import batch_size_at, lr_at, parameter_groups
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -97,3 +98,17 @@ def test_cli_exits_2_on_a_bad_recipe(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "optimizer.lr=-1"]) == 2
+
+
+def test_weight_decay_follows_mmberts_filter_bias_norm_wd():
+    # timm's rule, which ModernBERT's trainer applies: 1-D tensors (norms, biases) are not decayed; every matrix is,
+    # the tied embedding/decoder matrix included.
+    model = MaskedLM(ModelConfig.named("tiny"))
+    groups = {group["name"]: {id(p) for p in group["params"]} for group in parameter_groups(model, 0.1)}
+    for name, param in model.named_parameters():
+        assert (id(param) in groups["decay"]) == (param.ndim >= 2), name
+    assert id(model.embeddings.tok_embeddings.weight) in groups["decay"]
+    kept = parameter_groups(model, 0.1, decay_embeddings=False)
+    assert id(model.embeddings.tok_embeddings.weight) in {id(p) for p in kept[1]["params"]}
+    everything = parameter_groups(model, 0.1, decay_norms_biases=True)
+    assert len(everything[0]["params"]) == len(list(model.parameters())) and not everything[1]["params"]

@@ -41,6 +41,9 @@ def test_three_phases_switch_languages_mask_rate_and_rope(reference_run):
     first_phase_languages = set(metrics[19]["tokens_per_language"])
     assert len(first_phase_languages) <= 8 < len(seen)  # later phases bring in new languages
     assert metrics[-1]["lr"] < 0.1 * metrics[20]["lr"]  # the decay phase decays the learning rate
+    # ... from its first step, at the peak: the phases before it ran 10,240 and 6,144 tokens for budgets of 10K and
+    # 6K, and that overshoot does not move the decay's start
+    assert metrics[31]["lr"] == metrics[32]["lr"] == 2e-2 > metrics[33]["lr"]
 
 
 def test_loss_falls_on_real_text(reference_run, shards_64):
