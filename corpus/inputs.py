@@ -20,7 +20,6 @@ from mmbert.errors import UsageError
 WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")  # (ARC, pre-2013 crawls: fastwarc does not read it)
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 PARQUET_SUFFIXES = (".parquet",)
-MANIFEST_NAME_HINTS = (".paths", ".paths.gz", ".txt", ".txt.gz")
 DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 

@@ -13,7 +13,7 @@ from mmbert.errors import UsageError
 EPILOG = """\
 examples:
   mmbert languages list --phase pretrain                    # mmBERT's 60 pre-training languages + code
-  mmbert languages list --phase decay --format json         # all 1,833 + code, as JSON
+  mmbert languages list --phase decay --format json         # its 1,891 labels (1,833 languages + code), as JSON
   mmbert languages normalize __label__zh sr-Latn ara         # → cmn_Hani srp_Latn arb_Arab
   mmbert languages counts --output counts.csv               # FineWeb-2 words per label, as a counts file
   mmbert languages sample --counts counts.csv --phase pretrain --budget 1e9 --plot mix.png

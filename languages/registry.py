@@ -108,11 +108,6 @@ def get(label: str) -> Language:
     return Language(code, iso, script, Lang(iso).name, "", 0, 0, 0)
 
 
-def primary_label(iso639_3: str) -> str:
-    """The registry label of an ISO 639-3 code in its main script (the one with the most data)."""
-    return normalize(iso639_3)
-
-
 @lru_cache(maxsize=16384)
 def _individual_code(iso: str, script: str | None = None) -> str:
     """Map a macrolanguage to the individual language the registry uses; other codes pass through.
@@ -211,10 +206,3 @@ def _checked_script(script: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{4}", script) or not langcodes.tag_is_valid(f"und-{script}"):
         raise UnknownLanguage(f"script {script!r} is not an ISO 15924 code (four letters, like Latn)")
     return script.title()  # a hint of `latn` or `LATN` must not make `eng_latn`
-
-
-def normalize_or_none(label: str, script: str | None = None) -> str | None:
-    try:
-        return normalize(label, script)
-    except UnknownLanguage:
-        return None

@@ -47,9 +47,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iter
     path = Path(path)
     _make_parent(path, "file")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    try:
+    try:  # from here on, any exit (a signal included) removes the temporary file
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
@@ -78,8 +78,8 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as error:
         raise UsageError(f"cannot write {path}: {error.strerror}") from None
-    os.chmod(tmp, 0o777 & ~_UMASK)
-    try:
+    try:  # from here on, any exit (a signal included) removes the staging directory
+        os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
         old = None
         if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):

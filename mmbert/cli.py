@@ -25,7 +25,7 @@ examples:
   mmbert corpus build --input data/warc/*.warc.gz --output out/corpus
   mmbert tokenizer pack --corpus out/corpus --tokenizer gemma2 --seq-len 1024 --output out/shards
   mmbert train --config recipes/tiny-cpu.yaml
-  mmbert eval --model out/export --tasks mlm,retrieval --output out/eval
+  mmbert eval --model out/export --tasks mlm,retrieval --shards out/shards --output out/eval
   mmbert run recipes/demo.yaml
 """
 

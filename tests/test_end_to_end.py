@@ -57,7 +57,11 @@ def test_chain_from_warc_to_report_then_reuse(tmp_path, gemma2_tokenizer_json, m
     if mixture:  # each phase trained from its materialised mix, whose manifest holds the sampler's budgets
         for phase in ("pretrain", "mid_training", "decay"):
             phase_manifest = json.loads((out / f"mixtures-64/{phase}/manifest.json").read_text())
-            assert phase_manifest["tokens"] > 0
+            languages = phase_manifest["languages"].values()
+            assert phase_manifest["tokens"] == sum(entry["tokens_taken"] for entry in languages) > 0
+            for entry in languages:  # each language's budget, to within one of its rows (a sampled row may be short)
+                row = entry["available_tokens"] / entry["available_rows"]
+                assert abs(entry["rows_taken"] * row - entry["budget_tokens"]) <= row + 1e-6
         log = [json.loads(line) for line in (out / "run/metrics.jsonl").read_text().splitlines()]
         assert {row["phase"] for row in log if "phase" in row} == {"pretrain", "mid_training", "decay"}
     assert json.loads((out / "model/config.json").read_text())["model_type"] == "modernbert"

@@ -42,7 +42,8 @@ def _add_fetch(commands) -> None:
         epilog="examples:\n  mmbert tokenizer fetch-gemma2\n  mmbert tokenizer fetch-gemma2 --cache-dir /data/mmbert-cache --quiet\n",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--cache-dir", help="cache directory (default: $MMBERT_CACHE, else ~/.cache/mmbert, which is where "
+    p.add_argument("--cache-dir", help="cache directory (default: $MMBERT_CACHE, else $XDG_CACHE_HOME/mmbert, else "
+                   "~/.cache/mmbert, which is where "
                    "`--tokenizer gemma2` looks)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_fetch)

@@ -4,9 +4,9 @@ In: texts per language (or a corpus directory) and one or two tokenizers. Out: p
 tokens, bytes, tokens_per_word, bytes_per_token`; from the command line a markdown table, and with --output
 fertility.csv, fertility.md and fertility.png (the tokenizers side by side).
 
-Words are counted with the corpus stage's segmenter (`corpus.segmentation.split_words`): letters, marks and digits
+Words are counted as the corpus statistics count them (`corpus.segmentation.count_words`): letters, marks and digits
 between spaces and punctuation, and ICU's dictionary word breaking for scripts written without spaces (Han,
-Japanese, Thai, Lao, Khmer, Myanmar, Tibetan). Runs of punctuation are not words here; tokens exclude [CLS]/[SEP].
+Japanese, Thai, Lao, Khmer, Myanmar, Tibetan); a word has a letter or a digit. Tokens exclude [CLS]/[SEP].
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ import csv
 import io
 from pathlib import Path
 
-import regex
-
 from mmbert.atomic import atomic_directory, atomic_file, write_text_atomic
 from mmbert.errors import UsageError
 
-_HAS_WORD_CHARACTER = regex.compile(r"[\p{L}\p{M}\p{N}]")
 COLUMNS = ("documents", "words", "tokens", "bytes", "tokens_per_word", "bytes_per_token")
 
 
 def count_words(text: str, script: str | None) -> int:
-    from corpus.segmentation import split_words
+    """Words as the corpus statistics count them (one definition for both)."""
+    from corpus.segmentation import count_words as corpus_count_words
 
-    return sum(1 for word in split_words(text, script) if _HAS_WORD_CHARACTER.search(word))
+    return corpus_count_words(text, script)
 
 
 def _script(label: str, texts: list[str]) -> str | None:

@@ -127,7 +127,6 @@ _COMPILED_FLEX = None
 
 def _flex_attention():
     """Compiled flex_attention on CUDA (the fused kernel); plain call when already inside torch.compile or on CPU."""
-    global _COMPILED_FLEX
     from torch.nn.attention.flex_attention import flex_attention
 
     if torch.compiler.is_compiling():

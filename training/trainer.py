@@ -94,7 +94,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
     if resume_from is not None:
         weights, meta, trainer_state = ckpt.load_checkpoint(resume_from)
         if "loader" not in trainer_state:
-            raise UsageError(f"{resume_from} holds weights but no training state (a merged or imported checkpoint): "
+            raise UsageError(f"{resume_from} holds weights but no training state (a merged checkpoint?): "
                              "it cannot be resumed")
         free = TRAINING_FIELDS | PHASE_FIELDS  # what phases and training settings change in one model
         differs = sorted(key for key, value in config.to_dict().items()
