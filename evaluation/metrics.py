@@ -21,16 +21,28 @@ def cosine_similarity_matrix(source: torch.Tensor, target: torch.Tensor) -> torc
     return source @ target.T
 
 
-def retrieval_accuracy(source: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
-    """Fraction of source rows whose nearest target is their own translation, and the same from target to source."""
+def retrieval_accuracy(source: torch.Tensor, target: torch.Tensor, source_texts: list[str] | None = None,
+                       target_texts: list[str] | None = None) -> tuple[float, float]:
+    """Fraction of source rows whose nearest target is their own translation, and the same from target to source.
+
+    With the texts, rows holding the same sentence are interchangeable: retrieving either copy is right (identical
+    sentences embed identically, so matching row numbers alone would count every repeat wrong)."""
     if source.shape != target.shape or source.shape[0] == 0:
         raise ValueError(f"need two equal, non-empty (N, H) matrices, got {tuple(source.shape)} and "
                          f"{tuple(target.shape)}")
     similarity = cosine_similarity_matrix(source, target)
-    gold = torch.arange(similarity.shape[0])
-    forward = (similarity.argmax(dim=1) == gold).float().mean().item()
-    backward = (similarity.argmax(dim=0) == gold).float().mean().item()
+    source_ids, target_ids = (_first_occurrence(texts, similarity.shape[0]) for texts in (source_texts, target_texts))
+    forward = (target_ids[similarity.argmax(dim=1)] == target_ids).float().mean().item()
+    backward = (source_ids[similarity.argmax(dim=0)] == source_ids).float().mean().item()
     return forward, backward
+
+
+def _first_occurrence(texts: list[str] | None, n: int) -> torch.Tensor:
+    """Each row's id: the index of the first row with the same text (its own index without texts)."""
+    if texts is None:
+        return torch.arange(n)
+    first: dict[str, int] = {}
+    return torch.tensor([first.setdefault(text, index) for index, text in enumerate(texts)])
 
 
 def token_log_likelihoods(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

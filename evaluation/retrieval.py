@@ -72,11 +72,11 @@ def evaluate_retrieval(model: EncoderUnderTest, bitext: dict[tuple[str, str], li
                 results.append(skipped(model.name, TASK, language, f"accuracy_to_{other}",
                                        f"{len(sentence_pairs)} sentence pair with {other}; retrieval needs 2+"))
                 continue
-            sources = model.embed([s for s, _ in sentence_pairs], layer)
-            targets = model.embed([t for _, t in sentence_pairs], layer)
-            to_other, from_other = retrieval_accuracy(sources, targets)
+            source_texts, target_texts = [s for s, _ in sentence_pairs], [t for _, t in sentence_pairs]
+            sources, targets = model.embed(source_texts, layer), model.embed(target_texts, layer)
+            to_other, from_other = retrieval_accuracy(sources, targets, source_texts, target_texts)
             n = len(sentence_pairs)
-            suffix = "" if other == PIVOT or len(by_language[language]) == 1 else f"_{other}"
+            suffix = "" if other == PIVOT else f"_{other}"  # the headline `accuracy` is against English only
             results += [
                 Result(model.name, TASK, language, f"accuracy_to_{other}", to_other, n),
                 Result(model.name, TASK, language, f"accuracy_from_{other}", from_other, n),

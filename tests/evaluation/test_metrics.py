@@ -26,6 +26,16 @@ def test_retrieval_by_hand():
     assert backward == pytest.approx(2 / 3)
 
 
+def test_a_repeated_sentence_is_found_through_either_copy():
+    # A set holding each pair twice (two files of one pair, or a repeated sentence): identical texts embed
+    # identically, argmax picks the first copy, and by row number alone a perfect encoder scored 0.5.
+    embeddings = torch.randn(10, 16, generator=torch.Generator().manual_seed(2))
+    doubled = torch.cat([embeddings, embeddings])
+    texts = [f"sentence {i}" for i in range(10)] * 2
+    assert retrieval_accuracy(doubled, doubled.clone()) == (0.5, 0.5)
+    assert retrieval_accuracy(doubled, doubled.clone(), texts, [t.upper() for t in texts]) == (1.0, 1.0)
+
+
 def test_random_embeddings_retrieve_at_chance():
     generator = torch.Generator().manual_seed(1)
     n = 400

@@ -45,8 +45,15 @@ def test_a_bitext_of_identical_sentences_is_retrieved_perfectly(tmp_path, tiny_x
     assert list(bitext) == [("fra_Latn", "fra_Latn")]
     with open_model(tiny_xlmr) as model:
         results = evaluate_retrieval(model, bitext, None)
+    # the headline `accuracy` is against English only; against another language it carries that language's name
     assert {(r.metric, r.value) for r in results} == {("accuracy_to_fra_Latn", 1.0), ("accuracy_from_fra_Latn", 1.0),
-                                                     ("accuracy", 1.0)}
+                                                     ("accuracy_fra_Latn", 1.0)}
+    # a second file of the same pair (other label spellings) pools into one set of repeated sentences: still 1.0
+    (tmp_path / "again.tsv").write_text("".join(f"fr-FR\tfr\t{t}\t{t}\n" for t in french), encoding="utf-8")
+    with open_model(tiny_xlmr) as model:
+        results = evaluate_retrieval(model, read_bitext(tmp_path), None)
+    assert {(r.metric, r.value, r.n) for r in results if r.metric == "accuracy_fra_Latn"} == {
+        ("accuracy_fra_Latn", 1.0, 2 * len(french))}
 
 
 def test_classification_from_a_datasets_directory_with_text_pairs(tmp_path, tiny_xlmr, articles):

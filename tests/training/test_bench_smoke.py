@@ -12,6 +12,7 @@ pytest.importorskip("transformers")
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "train_throughput.py"
 
 
+@pytest.mark.slow
 def test_train_throughput_smoke(tmp_path):
     spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
@@ -64,6 +65,7 @@ def test_attention_pairs_count_document_and_window():
     assert local_pairs == int(allowed(document_ids, 2).sum())
 
 
+@pytest.mark.slow
 def test_loader_throughput_smoke(tmp_path, gemma2_tokenizer_json):
     """The host-side benchmark runs on real packed shards, and at FineWeb-2's scale the loader's cache decodes fewer
     row groups per step than the least-recently-used cache it replaced, in every phase."""
@@ -82,6 +84,7 @@ def test_loader_throughput_smoke(tmp_path, gemma2_tokenizer_json):
         assert decodes[phase, "now"] < decodes[phase, "before"] / 3
 
 
+@pytest.mark.slow
 def test_block_traffic_counts_what_bf16_activations_save(tmp_path):
     """Inductor's byte count of a compiled block: bf16 weights and activations move fewer element-wise bytes in
     fewer kernels than autocast's fp32 residual stream; the matmuls' inputs and outputs are the same either way."""
@@ -97,6 +100,7 @@ def test_block_traffic_counts_what_bf16_activations_save(tmp_path):
     assert "| autocast |" in table and "| fsdp-bf16 |" in table
 
 
+@pytest.mark.slow
 def test_trainer_check_runs_the_trainer_and_compares_it_with_the_benchmark(tmp_path, shards_64):
     """bench/trainer_check.py runs `mmbert train` (tiny on the CPU here), reads its steady rate from metrics.jsonl
     and divides it by the benchmark's `ours` at the same model and shape; a failed training is reported, exit 1."""
