@@ -34,6 +34,7 @@ import xxhash
 
 from languages.sampling import read_counts_csv, temperature_weights, token_budgets
 from mmbert.errors import RunFailed, UsageError
+from tokenizer.shards import check_row_width
 
 if TYPE_CHECKING:
     from languages.schedule import Phase
@@ -292,19 +293,6 @@ def read_packed_shards(path: str | Path) -> PackedShards:
                     indices, unit_first_row, unit_rows = [], first_row, 0
         row_groups[language] = tuple(groups)
     return PackedShards(path=path, seq_len=seq_len, counts=counts, row_groups=row_groups)
-
-
-def check_row_width(file, metadata, group: int, seq_len: int) -> None:
-    """UsageError unless every row of a row group holds seq_len tokens. From the footer alone: the input_ids column
-    counts rows x seq_len values (shards of another --seq-len copied into a language's directory would not)."""
-    row_group = metadata.row_group(group)
-    column = next((row_group.column(j) for j in range(row_group.num_columns)
-                   if row_group.column(j).path_in_schema.startswith("input_ids")), None)
-    if column is None:
-        raise UsageError(f"{file}: no input_ids column; not packed shards")
-    if column.num_values != row_group.num_rows * seq_len:
-        raise UsageError(f"{file}: row group {group} holds {column.num_values:,} tokens in {row_group.num_rows:,} "
-                         f"rows, not rows of {seq_len} as the shards' manifest says (shards of another --seq-len?)")
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from languages.mixture import check_row_width
 from languages.sampling import read_counts_csv, temperature_weights, token_budgets
 from languages.schedule import parse_phase
 from mmbert.errors import UsageError
+from tokenizer.shards import check_row_width
 from training.config import PhaseConfig, Recipe
 
 log = logging.getLogger(__name__)

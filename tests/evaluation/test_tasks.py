@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 
@@ -135,7 +137,13 @@ def test_fine_tuning_the_encoder_changes_a_copy_and_scores_every_language(tiny_x
         after = model.encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the model under test is left as it was
     assert {(r.language, r.metric) for r in results if r.ok} == {
-        (language, metric) for language in ("eng_Latn", "fra_Latn") for metric in ("accuracy", "zero_shot_accuracy")}
+        (language, metric) for language in ("eng_Latn", "fra_Latn")
+        for metric in ("accuracy", "zero_shot_accuracy", "majority_baseline")}
+    # the baseline always answers the most frequent training topic
+    train_topics = Counter(TOPIC_OF_ARTICLE[n] for n in range(len(articles["eng_Latn"])) if n not in TEST_ARTICLES)
+    top = min(topic for topic, count in train_topics.items() if count == max(train_topics.values()))
+    expected = sum(TOPIC_OF_ARTICLE[n] == top for n in TEST_ARTICLES) / len(TEST_ARTICLES)
+    assert [r.value for r in results if r.metric == "majority_baseline"] == [pytest.approx(expected)] * 2
     assert all(r.n == len(TEST_ARTICLES) for r in results)
 
 
