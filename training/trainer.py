@@ -226,6 +226,13 @@ def _load_optimizer_state(model, optimizer, trainer_state: dict, sharded: bool) 
     if saved_format != ("fqn" if sharded else "torch"):
         raise UsageError(f"the checkpoint's optimizer state was saved {'with' if saved_format == 'fqn' else 'without'} "
                          "FSDP; resume it with the same training.fsdp setting")
+    saved_sizes = [len(group["params"]) for group in trainer_state["optimizer"]["param_groups"]]
+    sizes = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_sizes != sizes:  # torch would raise a bare ValueError deep inside load_state_dict
+        raise UsageError(f"the checkpoint's optimizer groups hold {saved_sizes} tensors (decayed, undecayed), "
+                         f"this run's {sizes}: the weight-decay settings differ (optimizer.decay_norms_biases, "
+                         "optimizer.decay_embeddings; checkpoints from before the embedding was decayed by default "
+                         "resume with optimizer.decay_embeddings=false)")
     if sharded:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 

@@ -192,6 +192,10 @@ def test_export_and_merge_commands_take_checkpoints_or_runs(reference_run, shard
     assert "no training state (a merged checkpoint?)" in capsys.readouterr().err
     assert main([*train, shards, "model.num_layers=2", "--resume", str(checkpoints / "step-00000035")]) == 2
     assert "a different model from the recipe's: num_layers 3 there, 2 here" in capsys.readouterr().err
+    # other weight-decay settings group the optimizer's tensors otherwise: named, not a ValueError from torch
+    older = str(checkpoints / "step-00000035")
+    assert main([*train, shards, "optimizer.decay_embeddings=false", "--resume", older]) == 2
+    assert "optimizer groups hold [14, 9] tensors (decayed, undecayed), this run's [13, 10]" in capsys.readouterr().err
     assert not (tmp_path / "again" / "checkpoints").exists()
 
 
