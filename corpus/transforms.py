@@ -252,10 +252,15 @@ class _BucketDuplicates(beam.DoFn):
     """In one LSH bucket, in key order: a member confirmed similar to an earlier kept member is its duplicate; any
     other member is kept and later members are compared with it too.
 
-    So no two kept members of a bucket are confirmed similar (comparing with the smallest member alone kept B and C,
-    similar to each other, when the smallest was similar to neither). A bucket of true near-duplicates keeps one
-    member and compares each of the others once; its members are held, sorted, while it is read.
+    So no two kept members of a bucket (up to MAX_COMPARED of them) are confirmed similar (comparing with the
+    smallest member alone kept B and C, similar to each other, when the smallest was similar to neither). A bucket of
+    true near-duplicates keeps one
+    member and compares each of the others once; its members are held, sorted, while it is read. A bucket of many
+    dissimilar members (pages sharing boilerplate) would cost a comparison per pair: members are compared with the
+    first MAX_COMPARED kept ones only, which bounds a bucket of n members to n × MAX_COMPARED comparisons.
     """
+
+    MAX_COMPARED = 2048  # ~0.15 ms per member here: 100k dissimilar members in 16 s (~7 min when uncapped)
 
     def __init__(self, threshold: float):
         self.threshold = threshold
@@ -265,8 +270,8 @@ class _BucketDuplicates(beam.DoFn):
         members = sorted(members, key=lambda member: member[0])
         if len(members) < 2:
             return
-        kept_keys: list = []
-        kept = np.empty((len(members), len(members[0][1]) // 8), dtype=np.uint64)  # kept members' signatures
+        kept_keys: list = []  # the kept members compared with (the first MAX_COMPARED)
+        kept = np.empty((min(len(members), self.MAX_COMPARED), len(members[0][1]) // 8), dtype=np.uint64)
         for member_key, signature, member_weight in members:
             signature = np.frombuffer(signature, dtype=np.uint64)
             if kept_keys:
@@ -278,8 +283,9 @@ class _BucketDuplicates(beam.DoFn):
                     # An edge to the first (smallest) kept member it matches; the same one may come from other bands.
                     yield (language, kept_keys[similar[0]], member_key, member_weight)
                     continue
-            kept[len(kept_keys)] = signature
-            kept_keys.append(member_key)
+            if len(kept_keys) < self.MAX_COMPARED:
+                kept[len(kept_keys)] = signature
+                kept_keys.append(member_key)
 
 
 @beam.typehints.with_output_types(Any)  # tagged outputs: Beam cannot infer one type

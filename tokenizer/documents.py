@@ -61,14 +61,14 @@ def split_mask(hashes: np.ndarray, heldout_fraction: float, language_min_hash: i
                language_documents: int) -> np.ndarray:
     """True where a document is held out: its hash / 2^64 is below `heldout_fraction`.
 
-    A language with two or more documents (and a non-zero fraction) always has both splits: its smallest hash is
+    A language with two or more documents of different ids (and a non-zero fraction) always has both splits: its smallest hash is
     held out and its largest trained on, whatever the fraction — tiny languages still get an evaluation set.
     """
     if heldout_fraction <= 0:
         return np.zeros(len(hashes), dtype=bool)
     # hash / 2^64 < fraction, compared exactly on integers (floats would round 64-bit hashes).
     heldout = hashes < np.uint64(min(int(heldout_fraction * 2**64), 2**64 - 1))
-    if language_documents >= 2 and language_min_hash != language_max_hash:  # equal: all share one id, and one hash
+    if language_documents >= 2:  # documents sharing one id share one hash, min = max: then all of them train
         heldout |= hashes == np.uint64(language_min_hash)
         heldout &= hashes != np.uint64(language_max_hash)
     return heldout

@@ -129,6 +129,25 @@ def test_two_confirmed_near_duplicates_never_both_survive_a_bucket():
         assert_that(survivors, check)
 
 
+def test_a_bucket_compares_with_its_first_kept_members_only():
+    # Signatures by hand: a, b, c share nothing beyond the bucket's band; d is c's near-copy. Every kept member is
+    # compared with, so d goes; capped at two compared members (a, b), d is compared with those only and stays.
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.integers(0, 2**63, 112, dtype=np.uint64) for _ in range(3))
+    d = c.copy()
+    d[:10] += np.uint64(1)
+    members = [((key, 0), signature.tobytes(), 1) for key, signature in zip("abcd", (a, b, c, d))]
+    bucket = (("eng_Latn", 0, 7), members[::-1])  # any order: members are taken by key
+
+    def duplicates(dofn):
+        return [out.value[0][1] for out in dofn.process(bucket) if isinstance(out, beam.pvalue.TaggedOutput)]
+
+    assert duplicates(transforms._BucketDuplicates(0.7)) == [("d", 0)]
+    capped = transforms._BucketDuplicates(0.7)
+    capped.MAX_COMPARED = 2
+    assert duplicates(capped) == []
+
+
 def test_exact_copies_with_one_id_keep_the_same_url_in_any_order():
     # The same id and text from two shards (ids numbered from 0 in each): which url survives must not depend on the
     # order the copies arrive in, i.e. on the number of workers.

@@ -81,8 +81,8 @@ def test_split_by_hash_and_every_language_with_two_documents_has_both_splits():
     assert split_mask(hashes[[1, 2]], 0.999, 7, 2**63, 2).tolist() == [True, False]
     assert not split_mask(hashes, 0.0, 5, 2**64 - 1, 4).any()  # no held-out split asked for: none
     assert split_mask(hashes[:1], 0.5, 5, 5, 1).tolist() == [True]  # one document: the fraction alone decides
-    same = np.full(3, 2**63, dtype=np.uint64)  # three documents with one id: one hash, so the fraction decides
-    assert split_mask(same, 0.9, 2**63, 2**63, 3).tolist() == [True] * 3
+    same = np.full(3, 2**63, dtype=np.uint64)  # three documents with one id, one hash: all train, whatever the fraction
+    assert split_mask(same, 0.9, 2**63, 2**63, 3).tolist() == [False] * 3
     assert split_mask(same, 0.1, 2**63, 2**63, 3).tolist() == [False] * 3
 
 
