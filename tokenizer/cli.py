@@ -43,8 +43,7 @@ def _add_fetch(commands) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--cache-dir", help="cache directory (default: $MMBERT_CACHE, else $XDG_CACHE_HOME/mmbert, else "
-                   "~/.cache/mmbert, which is where "
-                   "`--tokenizer gemma2` looks)")
+                   "~/.cache/mmbert, which is where `--tokenizer gemma2` looks)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_fetch)
 

@@ -61,8 +61,9 @@ def split_mask(hashes: np.ndarray, heldout_fraction: float, language_min_hash: i
                language_documents: int) -> np.ndarray:
     """True where a document is held out: its hash / 2^64 is below `heldout_fraction`.
 
-    A language with two or more documents of different ids (and a non-zero fraction) always has both splits: its smallest hash is
-    held out and its largest trained on, whatever the fraction — tiny languages still get an evaluation set.
+    A language with two or more documents of different ids (and a non-zero fraction) always has both splits: its
+    smallest hash is held out and its largest trained on, whatever the fraction — tiny languages still get an
+    evaluation set.
     """
     if heldout_fraction <= 0:
         return np.zeros(len(hashes), dtype=bool)
