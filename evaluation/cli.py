@@ -148,8 +148,7 @@ def eval_command(args) -> int:
         raise UsageError(f"--learning-rate must be > 0, got {args.learning_rate}")
     transfer_from = _languages([args.transfer_from], "--transfer-from")[0]
     # Read and check every input before loading the model, so bad data fails in a second, not after a model load.
-    if "mlm" in tasks:
-        mlm.read_manifest(args.shards)
+    manifest = mlm.read_manifest(args.shards) if "mlm" in tasks else {}
     bitext = examples = None
     if "retrieval" in tasks or "fertility" in tasks:
         bitext = retrieval.read_bitext(args.retrieval_data or retrieval.DEFAULT_DATA)
@@ -165,6 +164,11 @@ def eval_command(args) -> int:
                 "languages": ",".join(languages) if languages else "all with data"}
     if "mlm" in tasks:
         settings.update({"shards": str(args.shards), "masked positions per language": args.mlm_positions})
+        tails = mlm.document_tail_languages(manifest)
+        if tails:  # a one-document language: its held-out text continues text the model trained on
+            settings["held-out text is the tail of a training document"] = (
+                f"{len(tails)} languages ({', '.join(tails[:8])}{', …' if len(tails) > 8 else ''}); their MLM scores "
+                "are not on unseen documents")
     if bitext is not None:
         settings["retrieval data"] = str(args.retrieval_data or retrieval.DEFAULT_DATA)
     if examples is not None:

@@ -41,6 +41,12 @@ def read_manifest(shards: str | Path) -> dict:
         raise UsageError(f"{path}: not valid JSON ({error}); rerun `mmbert tokenizer pack`") from None
 
 
+def document_tail_languages(manifest: dict) -> list[str]:
+    """Languages whose held-out text is the tail of their only document, the rest of which was trained on."""
+    return sorted(label for label, entry in manifest.get("languages", {}).items()
+                  if isinstance(entry, dict) and entry.get("heldout_is_document_tail"))
+
+
 def heldout_languages(shards: str | Path) -> list[str]:
     return sorted(p.parent.name for p in Path(shards).glob("*/heldout") if any(p.glob("*.parquet")))
 

@@ -168,6 +168,9 @@ def test_a_language_with_one_document_holds_out_its_tail(udhr_texts, gemma2_toke
     assert fra["documents"] == 1 and fra["heldout_is_document_tail"]
     assert deu["documents"] == 2 and deu["train_documents"] == deu["heldout_documents"] == 1
     assert not deu["heldout_is_document_tail"]
+    from evaluation.mlm import document_tail_languages  # what `mmbert eval` names in its report's settings
+
+    assert document_tail_languages(manifest) == ["fra_Latn"]
 
 
 def test_a_short_only_document_keeps_a_train_piece():
