@@ -164,7 +164,7 @@ def eval_command(args) -> int:
                 "languages": ",".join(languages) if languages else "all with data"}
     if "mlm" in tasks:
         settings.update({"shards": str(args.shards), "masked positions per language": args.mlm_positions})
-        tails = mlm.document_tail_languages(manifest)
+        tails = [label for label in mlm.document_tail_languages(manifest) if not languages or label in languages]
         if tails:  # a one-document language: its held-out text continues text the model trained on
             settings["held-out text is the tail of a training document"] = (
                 f"{len(tails)} languages ({', '.join(tails[:8])}{', …' if len(tails) > 8 else ''}); their MLM scores "
