@@ -183,8 +183,8 @@ class Crawl(beam.PTransform):
         not_stored = fetched | "NotFetched" >> beam.Filter(lambda result: result.outcome != FETCHED)
         results = (stored, not_stored, keyed[KeyByOrigin.REJECTED]) | "AllResults" >> beam.Flatten()
         warc_files = (  # shards no record reached are written empty afterwards (`write_empty_shards`)
-            results
-            | "OnlyStored" >> beam.Filter(lambda result: result.outcome == FETCHED)
+            stored
+            | "OnlyStored" >> beam.Filter(lambda result: result.outcome == FETCHED)  # not the `duplicate`s
             | "KeyByShard" >> beam.Map(lambda r: (shard_of(r.url, self.num_shards), (r.url, r.warc_records)))
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteWarcShards" >> beam.ParDo(WriteWarcShard(self.output_dir, self.num_shards))

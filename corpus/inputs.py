@@ -146,7 +146,7 @@ def decode_content(payload: bytes, content_encoding: str, limit: int) -> bytes |
     `limit` bytes of it (a small compressed body can inflate a thousandfold); a removal when it cannot be had."""
     import zlib
 
-    import brotli  # a dependency of fastwarc
+    import brotli
 
     codings = [c.strip().lower() for c in content_encoding.split(",")]
     for coding in reversed([c for c in codings if c and c != "identity"]):

@@ -388,6 +388,10 @@ def select_rows(group: RowGroup, plans: Sequence[PhasePlan]):
                 "language", pa.array([group.language] * batch.num_rows, type=pa.string()))
 
 
+def _part_path(output: str, phase: str, index: int) -> Path:
+    return Path(output) / phase / "train" / f"part-{index:05d}.parquet"
+
+
 def write_mixture_file(element, output: str, seq_len: int):
     """Sort one key range's rows by key and write them as one part file; yield (phase, per-language counts)."""
     import pyarrow as pa
@@ -402,7 +406,7 @@ def write_mixture_file(element, output: str, seq_len: int):
         table = pa.concat_tables(batches).sort_by(_SORT_ORDER)
     else:
         table = schema.empty_table().append_column("tokens", pa.array([], pa.int64()))
-    path = Path(output) / phase / "train" / f"part-{index:05d}.parquet"
+    path = _part_path(output, phase, index)
     path.parent.mkdir(parents=True, exist_ok=True)
     # One schema for every file (list field names differ between writers); the whole output directory is renamed
     # into place at the end, so a plain write is safe here.
@@ -416,7 +420,7 @@ def write_empty_files(plans: Sequence[PhasePlan], output: str, seq_len: int) -> 
     """Every output file exists, also one whose key range drew no row (possible for tiny phases)."""
     for plan in plans:
         for index in range(plan.num_files):
-            if not (Path(output) / plan.phase / "train" / f"part-{index:05d}.parquet").exists():
+            if not _part_path(output, plan.phase, index).exists():
                 list(write_mixture_file(((plan.phase, index), []), output, seq_len))  # writes; its counts are {}
 
 
