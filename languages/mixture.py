@@ -25,16 +25,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import xxhash
 
-from languages.sampling import read_counts_csv, temperature_weights, token_budgets
+from languages.sampling import temperature_weights, token_budgets
 from mmbert.errors import RunFailed, UsageError
-from tokenizer.shards import check_row_width
+from tokenizer.shards import PackedShards, check_row_width
 
 if TYPE_CHECKING:
     from languages.schedule import Phase
@@ -248,37 +248,25 @@ class RowGroup:
     num_rows: int
 
 
-@dataclass(frozen=True)
-class PackedShards:
-    path: Path
-    seq_len: int
-    counts: dict[str, int]  # token_counts.csv
-    row_groups: dict[str, tuple[RowGroup, ...]]  # language → its train row groups, in order
+@dataclass
+class ShardRowGroups(PackedShards):
+    """Packed shards with each language's train row groups from the Parquet footers (no row data)."""
+
+    row_groups: dict[str, tuple[RowGroup, ...]] = field(default_factory=dict)  # language → its row groups, in order
 
     def available_rows(self) -> dict[str, int]:
         return {language: sum(group.num_rows for group in groups) for language, groups in self.row_groups.items()}
 
 
-def read_packed_shards(path: str | Path) -> PackedShards:
-    """Read the shards' manifest, token counts and Parquet footers (no row data). UsageError if incomplete."""
+def read_packed_shards(path: str | Path) -> ShardRowGroups:
+    """Open the shards (`PackedShards.open`: UsageError if incomplete) and read their row groups' footers."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_dir():
-        raise UsageError(f"shards directory not found: {path}")
-    for name in ("_SUCCESS", "manifest.json", "token_counts.csv"):
-        if not (path / name).is_file():
-            raise UsageError(f"{path} is not a finished packed-shards directory: {name} is missing "
-                             "(run `mmbert tokenizer pack` first)")
-    try:
-        seq_len = int(json.loads((path / "manifest.json").read_text(encoding="utf-8"))["seq_len"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"{path / 'manifest.json'}: no usable seq_len ({error})") from None
-    counts = read_counts_csv(path / "token_counts.csv")
-    row_groups: dict[str, tuple[RowGroup, ...]] = {}
-    for language in sorted(counts):
+    shards = ShardRowGroups.open(path)
+    seq_len = shards.seq_len
+    for language in sorted(shards.counts):
         groups, first_row = [], 0
-        for file in sorted((path / language / "train").glob("part-*.parquet")):
+        for file in shards.train_files(language):
             metadata = pq.ParquetFile(file).metadata
             indices, unit_first_row, unit_rows = [], first_row, 0
             for index in range(metadata.num_row_groups):
@@ -291,8 +279,8 @@ def read_packed_shards(path: str | Path) -> PackedShards:
                 if indices and (unit_rows * seq_len >= READ_TOKENS or index == metadata.num_row_groups - 1):
                     groups.append(RowGroup(language, str(file), tuple(indices), unit_first_row, unit_rows))
                     indices, unit_first_row, unit_rows = [], first_row, 0
-        row_groups[language] = tuple(groups)
-    return PackedShards(path=path, seq_len=seq_len, counts=counts, row_groups=row_groups)
+        shards.row_groups[language] = tuple(groups)
+    return shards
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -439,7 +427,7 @@ def _write_stats(element, output: str) -> None:
     (Path(output) / phase / _STATS_FILE).write_text(json.dumps(counts, sort_keys=True), encoding="utf-8")
 
 
-def build_pipeline(pipeline, shards: PackedShards, plans: Sequence[PhasePlan], output: str) -> None:
+def build_pipeline(pipeline, shards: ShardRowGroups, plans: Sequence[PhasePlan], output: str) -> None:
     """Read each needed row group once (for every phase), select and key rows, group by output file, write."""
     import apache_beam as beam
 
@@ -458,7 +446,7 @@ def build_pipeline(pipeline, shards: PackedShards, plans: Sequence[PhasePlan], o
          | "WriteCounts" >> beam.Map(_write_stats, output=output))
 
 
-def run_mixture(shards: PackedShards, phases: Sequence[Phase], plans: Sequence[PhasePlan], output: str | Path,
+def run_mixture(shards: ShardRowGroups, phases: Sequence[Phase], plans: Sequence[PhasePlan], output: str | Path,
                 num_workers: int = 1, overwrite: bool = False,
                 pipeline_args: Sequence[str] | None = None) -> dict[str, dict]:
     """Materialise `plans` (made by `plan_phase` for `phases`) into `output`, atomically; returns the manifests.

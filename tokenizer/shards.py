@@ -1,12 +1,83 @@
-"""The packed-shards format `tokenizer pack` writes, as its readers check it (mixtures, the training loader).
+"""The packed-shards format `tokenizer pack` writes, as its readers open and check it (mixtures, the training loader).
 
-Rows are `input_ids` of exactly the manifest's `seq_len` tokens; what a footer can tell about that is checked here
-without reading row data. Kept free of Beam and tokenizers: the training image imports it.
+A finished directory holds `_SUCCESS`, `manifest.json` (seq_len, tokenizer), `token_counts.csv` (train tokens per
+language) and `<label>/{train,heldout}/part-*.parquet`. Rows are `input_ids` of exactly the manifest's `seq_len`
+tokens; what a footer can tell about that is checked here without reading row data. Kept free of Beam and tokenizers:
+the training image imports it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from languages.registry import UnknownLanguage, normalize
+from languages.sampling import read_counts_csv
 from mmbert.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PackedShards:
+    """A finished packed-shards directory: its manifest, train tokens per registry label, and each label's directories.
+
+    Directory names are the labels as `tokenizer pack` normalised them. A label the registry has merged into another
+    since (e.g. `pes_Arab` into `fas_Arab`) is read under today's label, from every directory that normalises to it,
+    so older shards need no repack; a directory the registry no longer knows is left out with a warning.
+    """
+
+    path: Path
+    manifest: dict
+    counts: dict[str, int]  # registry label → train tokens (token_counts.csv)
+    directories: dict[str, tuple[str, ...]]  # registry label → its directory names, in name order
+
+    @classmethod
+    def open(cls, path: str | Path):
+        """Read and check the directory (no row data). UsageError naming what is missing or malformed."""
+        path = Path(path)
+        if not path.is_dir():
+            raise UsageError(f"packed shards not found: {path} (make them with `mmbert tokenizer pack`)")
+        for name in ("_SUCCESS", "manifest.json", "token_counts.csv"):
+            if not (path / name).is_file():
+                raise UsageError(f"{path} is not a finished packed-shards directory: {name} is missing "
+                                 "(rerun `mmbert tokenizer pack`)")
+        try:
+            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            int(manifest["seq_len"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"{path / 'manifest.json'}: no usable seq_len ({error})") from None
+        counts = read_counts_csv(path / "token_counts.csv", ignore_unknown=True)
+        directories: dict[str, list[str]] = {}
+        unknown = []
+        for directory in sorted(p.name for p in path.iterdir() if (p / "train").is_dir()):
+            try:
+                directories.setdefault(normalize(directory), []).append(directory)
+            except UnknownLanguage:
+                unknown.append(directory)
+        if unknown:
+            log.warning("%s: left out %d language directories the registry does not know: %s", path, len(unknown),
+                        ", ".join(unknown))
+        without_rows = sorted(label for label, tokens in counts.items() if tokens and label not in directories)
+        if without_rows:
+            raise UsageError(f"{path}: token_counts.csv counts train tokens for {', '.join(without_rows)}, but there "
+                             "is no <label>/train directory for them (incomplete shards? rerun `mmbert tokenizer pack`)")
+        return cls(path, manifest, counts, {label: tuple(names) for label, names in directories.items()})
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.manifest["seq_len"])
+
+    @property
+    def vocab_size(self) -> int | None:
+        return (self.manifest.get("tokenizer") or {}).get("vocab_size")
+
+    def train_files(self, language: str) -> list[Path]:
+        """The language's train Parquet files, directory by directory, each in name order (none if it has none)."""
+        return [file for directory in self.directories.get(language, ())
+                for file in sorted((self.path / directory / "train").glob("part-*.parquet"))]
 
 
 def check_row_width(file, metadata, group: int, seq_len: int) -> None:

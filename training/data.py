@@ -22,16 +22,16 @@ import collections
 import json
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from languages.sampling import read_counts_csv, temperature_weights, token_budgets
+from languages.sampling import temperature_weights, token_budgets
 from languages.schedule import parse_phase
 from mmbert.errors import UsageError
-from tokenizer.shards import check_row_width
+from tokenizer.shards import PackedShards, check_row_width
 from training.config import PhaseConfig, Recipe
 
 log = logging.getLogger(__name__)
@@ -114,38 +114,14 @@ def _parquet_files(directory: Path) -> list[Path]:
 
 
 @dataclass
-class PackedShards:
-    """A packed-shards directory: its seq_len, tokenizer, per-language train token counts and row tables."""
+class LoaderShards(PackedShards):
+    """Packed shards as the loader reads them: each language's row table, scanned from the footers on first use."""
 
-    path: Path
-    seq_len: int
-    manifest: dict
-    counts: dict[str, int]
-    _tables: dict
-
-    @classmethod
-    def open(cls, path: str | Path) -> "PackedShards":
-        path = Path(path)
-        if not path.is_dir():
-            raise UsageError(f"packed shards not found: {path} (make them with `mmbert tokenizer pack`)")
-        for name in ("_SUCCESS", "manifest.json", "token_counts.csv"):
-            if not (path / name).is_file():
-                raise UsageError(f"{path}: not complete packed shards ({name} is missing); rerun `mmbert tokenizer pack`")
-        try:
-            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-            seq_len = int(manifest["seq_len"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"{path / 'manifest.json'}: no usable seq_len ({error})") from None
-        counts = read_counts_csv(path / "token_counts.csv", ignore_unknown=True)
-        return cls(path, seq_len, manifest, counts, {})
-
-    @property
-    def vocab_size(self) -> int | None:
-        return (self.manifest.get("tokenizer") or {}).get("vocab_size")
+    _tables: dict[str, RowTable] = field(default_factory=dict, repr=False)
 
     def table(self, language: str) -> RowTable:
         if language not in self._tables:
-            self._tables[language] = RowTable.scan(_parquet_files(self.path / language / "train"), self.seq_len)
+            self._tables[language] = RowTable.scan(self.train_files(language), self.seq_len)
         return self._tables[language]
 
 
@@ -194,7 +170,7 @@ class LanguageStream:
 class SampledPhase:
     """On-the-fly temperature sampling over a phase's languages from per-language shards."""
 
-    def __init__(self, index: int, phase: PhaseConfig, shards: PackedShards, languages: list[str], seed: int,
+    def __init__(self, index: int, phase: PhaseConfig, shards: LoaderShards, languages: list[str], seed: int,
                  max_epochs: float | None, streams: dict[str, LanguageStream]):
         self.index, self.phase, self.shards, self.seed = index, phase, shards, seed
         self.languages = languages
@@ -282,7 +258,7 @@ class TrainLoader:
         self.streams: dict[str, LanguageStream] = {}
         self.mixture_positions: dict[str, int] = {}
         self.cache = RowGroupCache()
-        self._shards: dict[str, PackedShards] = {}
+        self._shards: dict[str, LoaderShards] = {}
         self.phase_index, self.step_in_phase, self.tokens_in_phase = 0, 0, 0
         self.sources = [self._build_source(index, phase) for index, phase in enumerate(recipe.phases)]
         self._warn_about_large_row_groups()
@@ -331,10 +307,10 @@ class TrainLoader:
                             "per language; the row groups of %s are large): repack with `mmbert tokenizer pack`, "
                             "which writes 256K-token groups", source.phase.name, held / 1e9, source.shards.path)
 
-    def shards(self, phase: PhaseConfig) -> PackedShards:
+    def shards(self, phase: PhaseConfig) -> LoaderShards:
         path = str(phase.shards or self.recipe.data.shards)
         if path not in self._shards:
-            self._shards[path] = PackedShards.open(path)
+            self._shards[path] = LoaderShards.open(path)
         return self._shards[path]
 
     @staticmethod

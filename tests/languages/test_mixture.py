@@ -339,7 +339,7 @@ def test_unusable_arguments_exit_2(udhr_packed_shards, schedule_file, tmp_path, 
     assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--output", tmp_path / "taken") == 2
     assert "already exists" in capsys.readouterr().err
     assert mix("--shards", tmp_path / "nowhere", "--budget", "1M", "--output", tmp_path / "out") == 2
-    assert "shards directory not found" in capsys.readouterr().err
+    assert "packed shards not found" in capsys.readouterr().err
     assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--phase", "warmup", "--dry-run") == 2
     assert "no phase named 'warmup'" in capsys.readouterr().err
     assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file) == 2

@@ -243,3 +243,37 @@ def test_materialised_mixture_is_read_in_order(shards_64, tmp_path):
     first_file = sorted((tmp_path / "mixtures" / "mix" / "train").glob("part-*.parquet"))[0]
     first_rows = pq.read_table(first_file).column("input_ids").to_pylist()[:8]
     assert (steps[0].input_ids == np.array(first_rows)).all()
+
+
+def test_shards_packed_under_labels_the_registry_has_since_merged_or_dropped_read_the_same_everywhere(
+        shards_64, tmp_path, caplog):
+    """Mixtures and the loader open shards through one reader: a directory named by an older spelling of a label
+    (`deu` for `deu_Latn`) is read under today's label, an unknown one is left out with a warning, in both."""
+    import shutil
+
+    from languages.mixture import read_packed_shards
+    from training.data import LoaderShards
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(shards_64, renamed)
+    (renamed / "deu_Latn").rename(renamed / "deu")
+    shutil.copytree(renamed / "fra_Latn", renamed / "xx_Nope")
+    counts_file = renamed / "token_counts.csv"
+    text = counts_file.read_text(encoding="utf-8").replace("\ndeu_Latn,", "\ndeu,")
+    counts_file.write_text(text + "xx_Nope,640\n", encoding="utf-8")
+
+    original_rows = read_packed_shards(shards_64).available_rows()
+    with caplog.at_level(logging.WARNING):
+        rows = read_packed_shards(renamed).available_rows()
+        loader_shards = LoaderShards.open(renamed)
+    assert rows == original_rows and rows["deu_Latn"] > 0
+    assert loader_shards.table("deu_Latn").num_rows == original_rows["deu_Latn"]
+    assert "xx_Nope" not in loader_shards.counts and "registry does not know: xx_Nope" in caplog.text
+    phases = [{"name": "p", "languages": ["deu_Latn"], "temperature": 0.7, "budget": 1024, "mask_rate": 0.3,
+               "seq_len": 64}]
+    assert set(batches(TrainLoader(recipe(renamed, phases)), 2)[0].languages) == {"deu_Latn"}
+
+    shutil.rmtree(renamed / "fra_Latn")  # counted in token_counts.csv, but its rows are gone
+    for open_shards in (read_packed_shards, LoaderShards.open):
+        with pytest.raises(UsageError, match=r"fra_Latn, but there is no <label>/train directory"):
+            open_shards(renamed)

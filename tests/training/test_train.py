@@ -54,13 +54,13 @@ def test_loss_falls_on_real_text(reference_run, shards_64):
     # Held-out rows of the pre-training languages, masked the same way, before and after training.
     from training.batches import document_ids_from_lengths
     from training.checkpoint import load_checkpoint
-    from training.data import PackedShards, RowGroupCache
+    from training.data import LoaderShards, RowGroupCache
     from training.masking import mask_batch
     from training.model import MaskedLM, ModelConfig
 
     weights, meta, _ = load_checkpoint(reference_run / "checkpoints" / "step-00000040")
     config = ModelConfig.from_dict(meta["model_config"])
-    shards, cache = PackedShards.open(shards_64), RowGroupCache()
+    shards, cache = LoaderShards.open(shards_64), RowGroupCache()
     rows = []
     for language in sorted(metrics[19]["tokens_per_language"]):
         table = shards.table(language)
