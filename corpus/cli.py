@@ -179,9 +179,9 @@ def build_command(args) -> int:
     from corpus.stats import table
 
     config = build_config(args)
-    beam_args = runner_arguments(args)
+    pipeline_args = runner_arguments(args)
     stats = run_build(args.input, args.output, config, manifests=args.manifest, overwrite=args.overwrite,
-                      beam_args=beam_args)
+                      pipeline_args=pipeline_args)
     print(table(stats, top=30))
     print(f"wrote {args.output}")
     return 0

@@ -92,7 +92,7 @@ def crawl_command(args: argparse.Namespace) -> int:
         num_shards=args.shards,
         num_workers=args.num_workers,
         overwrite=args.overwrite,
-        beam_args=runner_arguments(args),
+        pipeline_args=runner_arguments(args),
     )
     outcomes = stats["outcomes"]
     skipped = ", ".join(f"{reason} {n}" for reason, n in outcomes.items() if n and reason != "fetched")
@@ -152,22 +152,22 @@ def run_crawl(
     num_shards: int = 1,
     num_workers: int = 8,
     overwrite: bool = False,
-    beam_args: list[str] | None = None,
+    pipeline_args: list[str] | None = None,
 ) -> dict:
     """Crawl the URLs listed in `urls` into `output`; returns the crawl_stats.json document.
 
-    `beam_args` (e.g. `mmbert.beam.runner_arguments(args)`) override the local multi-threaded DirectRunner.
+    `pipeline_args` (e.g. `mmbert.beam.runner_arguments(args)`) override the local multi-threaded DirectRunner.
     """
     check_arguments(urls, output, policy, num_shards, num_workers, overwrite)
     if _is_remote(output):  # written in place; _SUCCESS, written last, marks it complete
-        return _run_pipeline(urls, output, policy, num_shards, num_workers, list(beam_args or []))
+        return _run_pipeline(urls, output, policy, num_shards, num_workers, list(pipeline_args or []))
     from mmbert.atomic import atomic_directory
 
     with atomic_directory(output, overwrite=overwrite) as work_dir:
-        return _run_pipeline(urls, str(work_dir), policy, num_shards, num_workers, list(beam_args or []))
+        return _run_pipeline(urls, str(work_dir), policy, num_shards, num_workers, list(pipeline_args or []))
 
 
-def _run_pipeline(urls, output_dir, policy, num_shards, num_workers, beam_args) -> dict:
+def _run_pipeline(urls, output_dir, policy, num_shards, num_workers, pipeline_args) -> dict:
     import json
 
     import apache_beam as beam
@@ -177,7 +177,7 @@ def _run_pipeline(urls, output_dir, policy, num_shards, num_workers, beam_args) 
     from mmbert.beam import new_pipeline
 
     # Fetching waits on the network, not the CPU: threads, one origin each, are the cheap way to overlap hosts.
-    pipeline = new_pipeline(beam_args, num_workers, running_mode="multi_threading")
+    pipeline = new_pipeline(pipeline_args, num_workers, running_mode="multi_threading")
     parameters = {
         "urls": urls,
         "num_shards": num_shards,

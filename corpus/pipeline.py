@@ -252,7 +252,7 @@ def _link_or_copy(source, destination):
 
 
 def run_build(inputs: list[str], output: str, config: BuildConfig | None = None, *, manifests: list[str] = (),
-              overwrite: bool = False, beam_args: list[str] | None = None) -> dict:
+              overwrite: bool = False, pipeline_args: list[str] | None = None) -> dict:
     """Build the corpus; returns the statistics written to OUT/stats.json. UsageError before work on bad arguments."""
     from mmbert.atomic import atomic_directory
 
@@ -266,7 +266,7 @@ def run_build(inputs: list[str], output: str, config: BuildConfig | None = None,
     check_output(output, overwrite, config.languages)
     paths = resolve_inputs(inputs, manifests)
     check_inputs_outside(paths, output)
-    pipeline = new_pipeline(list(beam_args or []), config.num_workers)  # a bad --runner stops here, before any work
+    pipeline = new_pipeline(list(pipeline_args or []), config.num_workers)  # a bad --runner stops here, before any work
     parameters = json.loads(json.dumps(asdict(config)))  # exactly what stats.json will hold (tuples → lists)
     del parameters["num_workers"]  # the output does not depend on it: stats.json is the same for any count
     parameters["inputs"] = paths

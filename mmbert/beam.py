@@ -21,16 +21,16 @@ def add_runner_arguments(parser) -> None:
 def runner_arguments(args) -> list[str]:
     """The Beam flags that `add_runner_arguments` collected, as a list for PipelineOptions."""
     try:
-        beam_args = shlex.split(args.pipeline_options)
+        pipeline_args = shlex.split(args.pipeline_options)
     except ValueError as error:  # an unclosed quote
         raise UsageError(f"--pipeline-options: {error}: {args.pipeline_options!r}") from None
     if args.runner != "DirectRunner":
-        beam_args = ["--runner", args.runner] + beam_args
-    return beam_args
+        pipeline_args = ["--runner", args.runner] + pipeline_args
+    return pipeline_args
 
 
-def pipeline_options(beam_args, num_workers: int, running_mode: str | None = None):
-    """Beam options: the local DirectRunner with `num_workers` by default; flags in `beam_args` come later and win.
+def pipeline_options(pipeline_args, num_workers: int, running_mode: str | None = None):
+    """Beam options: the local DirectRunner with `num_workers` by default; flags in `pipeline_args` come later and win.
 
     `running_mode` defaults to in-memory for one worker and processes for more (the jobs are CPU-bound). Local
     worker processes log errors only: at their default (INFO) each job printed ~40 lines of harness chatter.
@@ -40,18 +40,18 @@ def pipeline_options(beam_args, num_workers: int, running_mode: str | None = Non
 
     if running_mode is None:
         running_mode = "multi_processing" if num_workers > 1 else "in_memory"
-    local = _runner(beam_args or []) in (None, "DirectRunner")
+    local = _runner(pipeline_args or []) in (None, "DirectRunner")
     return PipelineOptions(["--runner=DirectRunner", f"--direct_num_workers={num_workers}",
                             f"--direct_running_mode={running_mode}",
-                            *(["--default_sdk_harness_log_level=ERROR"] if local else []), *(beam_args or [])])
+                            *(["--default_sdk_harness_log_level=ERROR"] if local else []), *(pipeline_args or [])])
 
 
-def _runner(beam_args: list[str]) -> str | None:
+def _runner(pipeline_args: list[str]) -> str | None:
     """The value of the last --runner flag (`--runner X` or `--runner=X`), if any."""
     runner = None
-    for index, arg in enumerate(beam_args):
-        if arg == "--runner" and index + 1 < len(beam_args):
-            runner = beam_args[index + 1]
+    for index, arg in enumerate(pipeline_args):
+        if arg == "--runner" and index + 1 < len(pipeline_args):
+            runner = pipeline_args[index + 1]
         elif arg.startswith("--runner="):
             runner = arg.split("=", 1)[1]
     return runner
@@ -71,12 +71,12 @@ def quiet_beam_import_warning() -> None:
         root.addFilter(_DropApitoolsWarning())
 
 
-def new_pipeline(beam_args, num_workers: int, running_mode: str | None = None):
+def new_pipeline(pipeline_args, num_workers: int, running_mode: str | None = None):
     """A Beam pipeline for those options; an unknown runner or a malformed option is a UsageError before anything
     runs. (An option no installed Beam module defines is only logged by Beam: a runner's plugin may define it.)"""
     import apache_beam as beam
 
     try:
-        return beam.Pipeline(options=pipeline_options(beam_args, num_workers, running_mode))
+        return beam.Pipeline(options=pipeline_options(pipeline_args, num_workers, running_mode))
     except ValueError as error:
         raise UsageError(f"--runner/--pipeline-options: {error}") from None
