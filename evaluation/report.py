@@ -172,6 +172,15 @@ def _format(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
+def _mean(metric: str, values: list[float]) -> float:
+    """Geometric for perplexities (a ratio scale: one language at 1,000 would swamp forty at 20), else arithmetic."""
+    return statistics.geometric_mean(values) if metric in LOG_SCALE else statistics.fmean(values)
+
+
+def _mean_name(metric: str) -> str:
+    return "geometric mean" if metric in LOG_SCALE else "mean"
+
+
 def write_report(results: list[Result], directory: Path, model: str, settings: dict, plots: list[str]) -> None:
     lines = [f"# Evaluation of {model}", ""]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
@@ -185,7 +194,8 @@ def write_report(results: list[Result], directory: Path, model: str, settings: d
         for metric in metrics:
             values = [r.value for r in ok if r.metric == metric]
             if values:
-                lines.append(f"- mean {metric} over {len(values)} languages: {statistics.fmean(values):.4g}")
+                lines.append(f"- {_mean_name(metric)} {metric} over {len(values)} languages: "
+                             f"{_mean(metric, values):.4g}")
         if task == "retrieval" and ok:  # 1/n: a random embedding finds its translation among n by chance
             lines.append(f"- chance level: {statistics.fmean(1 / r.n for r in ok):.3g} (1 / sentence pairs)")
         table: dict[str, dict[str, Result]] = defaultdict(dict)
@@ -219,7 +229,8 @@ def write_comparison(runs: list[list[Result]], directory: Path) -> None:
     write_text_atomic(directory / "compare.csv", buffer.getvalue())
 
     lines = [f"# Comparison: {', '.join(models)}", "",
-             "Means over the languages that every model scored.", "",
+             "Means over the languages that every model scored (geometric for "
+             f"{', '.join(sorted(LOG_SCALE))}).", "",
              "| task | metric | languages | " + " | ".join(models) + " |", "|---" * (len(models) + 3) + "|"]
     plots = []
     for task, metric in sorted({(t, m) for t, _, m in cells}):
@@ -227,7 +238,7 @@ def write_comparison(runs: list[list[Result]], directory: Path) -> None:
                         and all(cells[(t, l, m)].get(model) is not None for model in models))
         if not shared:
             continue
-        means = [statistics.fmean(cells[(task, l, metric)][model] for l in shared) for model in models]
+        means = [_mean(metric, [cells[(task, l, metric)][model] for l in shared]) for model in models]
         lines.append(f"| {task} | {metric} | {len(shared)} | " + " | ".join(f"{v:.4g}" for v in means) + " |")
         if metric in HEADLINE_METRICS.get(task, ()):
             name = f"compare-{task}-{metric}.png"

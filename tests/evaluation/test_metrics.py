@@ -98,3 +98,20 @@ def test_phases_group_languages_as_training_ranked_them(tmp_path):
     assert (phase_of["mya_Mymr"], phase_of["lao_Laoo"], phase_of["rus_Cyrl"]) == ("first", "first", "all")
     assert phase_of_languages(str(schedule))[0]["mya_Mymr"] == "all"
     assert shard_token_counts(tmp_path / "nowhere") is None
+
+
+def test_reports_average_perplexities_geometrically_and_accuracies_arithmetically(tmp_path):
+    from evaluation.report import write_comparison, write_report
+    from evaluation.results import Result
+
+    def run(model, ppl_scale):
+        return [Result(model, "mlm", language, metric, value * (ppl_scale if metric == "pseudo_perplexity" else 1), 50)
+                for language, ppl, acc in (("fra_Latn", 10.0, 0.5), ("deu_Latn", 1000.0, 0.1))
+                for metric, value in (("pseudo_perplexity", ppl), ("accuracy", acc))]
+
+    write_report(run("a", 1), tmp_path, "a", {}, [])
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "- geometric mean pseudo_perplexity over 2 languages: 100\n" in report  # not 505
+    assert "- mean accuracy over 2 languages: 0.3\n" in report
+    write_comparison([run("a", 1), run("b", 2)], tmp_path)
+    assert "| mlm | pseudo_perplexity | 2 | 100 | 200 |" in (tmp_path / "compare.md").read_text(encoding="utf-8")
