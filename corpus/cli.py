@@ -142,18 +142,11 @@ def read_thresholds(path: str) -> dict[str, float]:
     return thresholds
 
 
-def parse_languages(value: str | None) -> tuple[str, ...] | None:
-    if not value:
-        return None
-    from languages.registry import UnknownLanguage, normalize
+def _sorted_labels(value: str | None) -> tuple[str, ...] | None:
+    from languages.registry import normalize_list
 
-    labels = []
-    for label in value.split(","):
-        try:
-            labels.append(normalize(label.strip()))
-        except UnknownLanguage:
-            raise UsageError(f"--languages: unknown language {label.strip()!r}") from None
-    return tuple(sorted(set(labels)))
+    labels = normalize_list(value)
+    return None if labels is None else tuple(sorted(labels))
 
 
 def build_config(args):
@@ -166,7 +159,7 @@ def build_config(args):
     return BuildConfig(
         extractor=args.extractor, lid_model=args.lid_model, min_language_score=args.min_language_score,
         language_thresholds=read_thresholds(args.language_thresholds) if args.language_thresholds else {},
-        languages=parse_languages(args.languages), quality_filters=not args.no_filters,
+        languages=_sorted_labels(args.languages), quality_filters=not args.no_filters,
         exact_dedup=not args.no_dedup, minhash_dedup=not args.no_dedup,
         minhash=MinHashConfig(args.minhash_ngram, args.minhash_bands, args.minhash_rows, args.seed,
                               args.minhash_threshold),

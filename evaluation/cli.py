@@ -109,21 +109,6 @@ def _tasks(args) -> list[str]:
     return list(dict.fromkeys(tasks))
 
 
-def _languages(values: list[str] | None, option: str = "--languages") -> list[str] | None:
-    """Registry labels of the given labels (commas or separate arguments), in order, once each."""
-    if not values:
-        return None
-    from languages.registry import UnknownLanguage, normalize
-
-    labels = []
-    for value in (v for item in values for v in item.split(",") if v.strip()):
-        try:
-            labels.append(normalize(value))
-        except UnknownLanguage as error:
-            raise UsageError(f"{option}: {error}") from None
-    return list(dict.fromkeys(labels))
-
-
 def eval_command(args) -> int:
     if args.model is None and args.output is None:  # bare `mmbert eval`: show what it can do
         args.group_parser.print_help()
@@ -133,10 +118,11 @@ def eval_command(args) -> int:
     from evaluation import classification, mlm, retrieval
     from evaluation.models import pick_device, resolve_model_path
     from evaluation.report import phase_of_languages, shard_token_counts, training_data_amounts
+    from languages.registry import normalize_list
 
     tasks = _tasks(args)
     output = _check_output(args.output, args.overwrite)
-    languages = _languages(args.languages)
+    languages = normalize_list(args.languages)
     resolve_model_path(args.model)
     pick_device(args.device)
     for name in ("batch_size", "mlm_positions", "epochs"):
@@ -146,7 +132,7 @@ def eval_command(args) -> int:
         raise UsageError(f"--max-length must be at least 3, got {args.max_length}")
     if not args.learning_rate > 0:
         raise UsageError(f"--learning-rate must be > 0, got {args.learning_rate}")
-    transfer_from = _languages([args.transfer_from], "--transfer-from")[0]
+    transfer_from = normalize_list(args.transfer_from, "--transfer-from")[0]
     # Read and check every input before loading the model, so bad data fails in a second, not after a model load.
     manifest = mlm.read_manifest(args.shards) if "mlm" in tasks else {}
     bitext = examples = None

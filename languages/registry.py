@@ -201,6 +201,24 @@ def normalize(label: str, script: str | None = None) -> str:
     return f"{iso}_{_pick_script(iso, script, tag.maximize().script)}"
 
 
+def normalize_list(values: str | list[str] | None, option: str = "--languages") -> list[str] | None:
+    """A `--languages` value (`fr,de`, or several arguments, each possibly with commas) → registry labels in order,
+    once each; None when the option was not given (every language). UsageError naming the option for an unknown
+    label, and for a value that names none (`--languages ,` must not mean every language)."""
+    from mmbert.errors import UsageError
+
+    if values is None:
+        return None
+    pieces = [piece.strip() for value in ([values] if isinstance(values, str) else values)
+              for piece in value.split(",") if piece.strip()]
+    if not pieces:
+        raise UsageError(f"{option} names no language")
+    try:
+        return list(dict.fromkeys(normalize(piece) for piece in pieces))
+    except UnknownLanguage as error:
+        raise UsageError(f"{option}: {error}") from None
+
+
 def _checked_script(script: str) -> str:
     """An ISO 15924 code in its own spelling (`latn` → `Latn`), or UnknownLanguage naming the bad one."""
     if not re.fullmatch(r"[A-Za-z]{4}", script) or not langcodes.tag_is_valid(f"und-{script}"):

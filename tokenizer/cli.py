@@ -90,15 +90,11 @@ def _add_pack(commands) -> None:
     p.set_defaults(func=_pack)
 
 
-def _language_list(value: str | None) -> list[str] | None:
-    """`--languages a,b` → ["a", "b"]; None when the flag is absent (every language); `,` names none (an error)."""
-    return None if value is None else [label.strip() for label in value.split(",") if label.strip()]
-
-
 def _pack(args) -> int:
+    from languages.registry import normalize_list
     from tokenizer.pack import run_pack
 
-    languages = _language_list(args.languages)
+    languages = normalize_list(args.languages)
     manifest = run_pack(args.corpus, args.tokenizer, args.seq_len, args.output,
                         heldout_fraction=args.heldout_fraction, num_workers=args.num_workers, languages=languages,
                         overwrite=args.overwrite, seed=args.seed, shard_text_bytes=int(args.shard_mb * 2**20),
@@ -137,9 +133,10 @@ def _add_train(commands) -> None:
 
 
 def _train(args) -> int:
+    from languages.registry import normalize_list
     from tokenizer.train import train_tokenizer
 
-    languages = _language_list(args.languages)
+    languages = normalize_list(args.languages)
     summary = train_tokenizer(args.corpus, args.vocab_size, args.output, temperature=args.temperature,
                               max_bytes=int(args.max_mb * 2**20), languages=languages, seed=args.seed,
                               overwrite=args.overwrite)
@@ -173,9 +170,10 @@ def _add_fertility(commands) -> None:
 
 
 def _fertility(args) -> int:
+    from languages.registry import normalize_list
     from tokenizer.fertility import run_fertility
 
-    languages = _language_list(args.languages)
+    languages = normalize_list(args.languages)
     table = run_fertility(args.corpus, args.tokenizer, output=args.output, languages=languages,
                           max_documents=args.max_documents, overwrite=args.overwrite)
     print(table)

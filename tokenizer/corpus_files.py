@@ -19,17 +19,10 @@ from tokenizer.documents import CONTROL_CHARACTERS, MAX_DOCUMENT_CHARS, clean_te
 
 def normalize_labels(languages: list[str] | None) -> list[str] | None:
     """--languages values as registry labels (`en` → `eng_Latn`); None (all) when not given; UsageError for unknown
-    ones and for a value that names none (`--languages ,` must not mean every language)."""
-    if languages is None:
-        return None
-    if not languages:
-        raise UsageError("--languages names no language")
-    from languages.registry import UnknownLanguage, normalize
+    ones and for a value that names none."""
+    from languages.registry import normalize_list
 
-    try:
-        return [normalize(label) for label in languages]
-    except UnknownLanguage as error:
-        raise UsageError(f"--languages: {error}") from error
+    return normalize_list(languages)
 
 
 def corpus_languages(corpus_dir: str | Path, languages: list[str] | None = None) -> dict[str, list[Path]]:

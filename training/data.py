@@ -271,10 +271,11 @@ class TrainLoader:
             path = Path(phase.mixture)
             if not path.is_dir() or not _parquet_files(path / "train"):
                 raise UsageError(f"{where}.mixture: {path} holds no train/part-*.parquet "
-                                 "(make it with the phase-mixture job)")
+                                 "(make it with `mmbert languages mix`)")
             seq_len = _mixture_seq_len(path)
             self._check_seq_len(where, phase, seq_len, path, "mixture")
-            if (Path(phase.shards or self.recipe.data.shards) / "_SUCCESS").is_file():
+            drawn_from = phase.shards or self.recipe.data.shards
+            if drawn_from and (Path(drawn_from) / "_SUCCESS").is_file():
                 self.shards(phase)  # the shards it was drawn from: their tokenizer goes into every checkpoint
             return MixturePhase(index, phase, path, seq_len, self.mixture_positions)
         shards = self.shards(phase)

@@ -243,3 +243,9 @@ def test_a_negative_seed_is_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # numpy's generator takes no negative seed: refused up front
         main(["eval", "--model", str(tmp_path), "--output", str(tmp_path / "out"), "--seed", "-1"])
     assert exit_info.value.code == 2 and "--seed: must be >= 0" in capsys.readouterr().err
+
+
+def test_a_languages_option_naming_none_is_refused_not_read_as_every_language(tmp_path, tiny_xlmr, capsys):
+    error = run_failing(["eval", "--model", str(tiny_xlmr), "--output", str(tmp_path / "out"), "--languages", ","],
+                        capsys)
+    assert "--languages names no language" in error and not (tmp_path / "out").exists()

@@ -91,3 +91,17 @@ def test_dominant_script_of_real_text(udhr_texts):
 def test_every_shipped_udhr_version_normalises_to_a_distinct_label(udhr_texts):
     assert len(udhr_texts) == 140
     assert all(label == normalize(label) for label in udhr_texts)
+
+
+def test_language_options_parse_one_way_in_every_command():
+    from languages.registry import normalize_list
+    from mmbert.errors import UsageError
+
+    assert normalize_list(None) is None  # not given: every language
+    assert normalize_list("fr, de,fra_Latn") == ["fra_Latn", "deu_Latn"]
+    assert normalize_list(["fr,de", "zh"]) == ["fra_Latn", "deu_Latn", "cmn_Hani"]
+    for nothing in (",", " , ", [","], []):
+        with pytest.raises(UsageError, match="--languages names no language"):
+            normalize_list(nothing)
+    with pytest.raises(UsageError, match="--only: unknown language code 'xyz'"):
+        normalize_list("fr,xyz", "--only")
