@@ -98,13 +98,26 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return existing[-1] if existing else None
 
 
+def read_checkpoint_meta(path: str | Path) -> dict:
+    """checkpoint.json of a checkpoint directory, checked: UsageError when the weights or the metadata are missing,
+    the JSON is unreadable or it has no model_config (what train, export, merge and eval all need)."""
+    path = Path(path)
+    for name in (META_FILE, MODEL_FILE):
+        if not (path / name).is_file():
+            raise UsageError(f"{path} is not a complete checkpoint: {name} is missing")
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path / META_FILE} is not valid JSON: {error}") from None
+    if not isinstance(meta, dict) or "model_config" not in meta:
+        raise UsageError(f"{path / META_FILE} has no model_config")
+    return meta
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict, dict]:
     """→ (model state dict, checkpoint.json, trainer state). The trainer state is unpickled with weights_only."""
     path = Path(path)
-    for name in (MODEL_FILE, META_FILE):
-        if not (path / name).is_file():
-            raise UsageError(f"{path}: not a complete checkpoint ({name} is missing)")
-    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    meta = read_checkpoint_meta(path)
     model_state = load_file(path / MODEL_FILE, device=str(map_location))
     state_path = path / STATE_FILE
     trainer_state = torch.load(state_path, map_location=map_location, weights_only=True) if state_path.is_file() else {}

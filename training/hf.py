@@ -22,7 +22,7 @@ import torch
 from mmbert.atomic import atomic_directory
 from mmbert.errors import UsageError
 from tokenizer.special_tokens import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS
-from training.checkpoint import META_FILE, MODEL_FILE
+from training.checkpoint import META_FILE, MODEL_FILE, read_checkpoint_meta
 from training.model import ModelConfig
 
 HF_ENCODER_PREFIX = "model."
@@ -131,14 +131,9 @@ def export_checkpoint(ckpt_dir, out_dir, tokenizer=None, overwrite: bool = False
 
     ckpt_dir, out_dir = Path(ckpt_dir), Path(out_dir)
     meta_path, weights_path = ckpt_dir / META_FILE, ckpt_dir / MODEL_FILE
-    for path in (meta_path, weights_path):
-        if not path.is_file():
-            raise UsageError(f"{ckpt_dir} is not a training checkpoint: {path.name} is missing")
+    meta = read_checkpoint_meta(ckpt_dir)
     if out_dir.exists() and not overwrite:
         raise UsageError(f"output directory {out_dir} already exists")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if "model_config" not in meta:
-        raise UsageError(f"{meta_path} has no model_config")
     try:
         config = ModelConfig.from_dict(meta["model_config"])
     except (TypeError, ValueError) as err:

@@ -25,7 +25,7 @@ import torch
 
 from mmbert.atomic import atomic_directory
 from mmbert.errors import UsageError
-from training.checkpoint import META_FILE, MODEL_FILE
+from training.checkpoint import META_FILE, MODEL_FILE, read_checkpoint_meta
 from training.model import PHASE_FIELDS, TRAINING_FIELDS
 
 METHODS = ("ties", "average")
@@ -96,7 +96,7 @@ def merge_checkpoints(
     if output_dir.exists() and not overwrite:
         raise UsageError(f"output directory {output_dir} already exists")
     sources = ckpt_dirs + ([Path(base)] if base is not None else [])
-    metas = [_read_meta(d) for d in sources]
+    metas = [read_checkpoint_meta(d) for d in sources]
     for index, (directory, meta) in enumerate(zip(sources[1:], metas[1:]), start=1):
         # Dropout or initialisation never matter; the inputs must share RoPE bases (the merged model gets them),
         # a TIES base need not (a pre-training checkpoint has 10k where context extension set 160k).
@@ -141,16 +141,3 @@ def merge_checkpoints(
         save_file(merged, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return output_dir
-
-
-def _read_meta(directory: Path) -> dict:
-    for name in (MODEL_FILE, META_FILE):
-        if not (directory / name).is_file():
-            raise UsageError(f"{directory} is not a checkpoint: {name} is missing")
-    try:
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{directory}/{META_FILE} is not valid JSON: {err}") from err
-    if "model_config" not in meta:
-        raise UsageError(f"{directory}/{META_FILE} has no model_config")
-    return meta

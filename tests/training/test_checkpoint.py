@@ -110,3 +110,25 @@ def test_resumed_metrics_drop_later_lines_and_a_line_cut_short(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines), encoding="utf-8")  # killed mid-write at step 4
     MetricsWriter(tmp_path, enabled=True, resume_step=2).close()
     assert (tmp_path / "metrics.jsonl").read_text(encoding="utf-8") == lines[0] + "\n" + lines[1] + "\n"
+
+
+def test_a_damaged_checkpoint_json_is_a_usage_error_for_every_reader(tmp_path, trained):
+    from training.hf import export_checkpoint
+    from training.merge import merge_checkpoints
+
+    checkpoint = save(tmp_path, 2, *trained)
+    other = save(tmp_path / "other", 2, *trained)
+    readers = {"load": lambda: load_checkpoint(checkpoint),
+               "export": lambda: export_checkpoint(checkpoint, tmp_path / "hf", tokenizer="gemma2"),
+               "merge": lambda: merge_checkpoints([checkpoint, other], tmp_path / "merged")}
+    for damage, message in (("{not json", "checkpoint.json is not valid JSON"),
+                            ('{"step": 2}', "checkpoint.json has no model_config")):
+        (checkpoint / "checkpoint.json").write_text(damage, encoding="utf-8")
+        for name, read in readers.items():
+            with pytest.raises(UsageError, match=message):
+                read()
+    (checkpoint / "model.safetensors").unlink()
+    for name, read in readers.items():
+        with pytest.raises(UsageError, match="is not a complete checkpoint: model.safetensors is missing"):
+            read()
+    assert not (tmp_path / "hf").exists() and not (tmp_path / "merged").exists()

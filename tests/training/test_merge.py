@@ -104,6 +104,6 @@ def test_merge_refuses_bad_input_and_writes_nothing(tmp_path):
         merge_checkpoints([a, c], out, method="slerp")
     with pytest.raises(UsageError, match="weights"):
         merge_checkpoints([a, c], out, weights=[1.0])
-    with pytest.raises(UsageError, match="model.safetensors is missing"):
+    with pytest.raises(UsageError, match="not a complete checkpoint: checkpoint.json is missing"):
         merge_checkpoints([a, tmp_path], out)
     assert not out.exists()
