@@ -5,9 +5,15 @@ it comes from. It compiles one mmBERT block (forward + backward) under each prec
 up the bytes every kernel Inductor generates reads and writes (its scheduler's own count, `count_bytes`), apart from
 the matmuls:
 
-    autocast    fp32 weights and residual stream, bf16 matmuls (training.precision: bf16; the benchmark's `ours`)
-    fsdp-bf16   bf16 weights and activations, fp32 master weights in the optimizer (training.fsdp: true + bf16;
-                `ours:precision=fsdp-bf16`)
+    autocast        fp32 weights and residual stream, bf16 matmuls (training.precision: bf16; the benchmark's `ours`)
+    autocast+bf16   the same with the residual stream in bf16 between blocks (`MaskedLM.residual_dtype`;
+                    `ours:residual=bf16`)
+    fsdp-bf16       bf16 weights and activations, fp32 master weights in the optimizer (training.fsdp: true + bf16;
+                    `ours:precision=fsdp-bf16`)
+
+It also compiles the loss's per-chunk kernel (`training.loss.chunk_loss_and_grad`: softmax statistics and the
+gradient of 64 rows of 256k bf16 logits) and reports its bytes as a multiple of the logits' (each pass over them
+costs ~1.8 ms a step at 32 x 1024 with 30 % masking).
 
 Inductor's CPU and GPU backends fuse a graph alike except for concatenation, which the CPU backend materialises
 (RoPE's rotate-half is a concatenation); `force_pointwise_cat` gives the GPU's lowering here. Attention runs through
@@ -22,6 +28,7 @@ casts and gradients are the part that does not grow with the rows).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -29,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mmbert.atomic import write_text_atomic  # noqa: E402
 
-PRECISIONS = ("autocast", "fsdp-bf16")
+PRECISIONS = ("autocast", "autocast+bf16", "fsdp-bf16")
 KINDS = ("element-wise", "matmul", "attention (CPU sdpa)")
 
 
@@ -57,19 +64,20 @@ def block_traffic(model: str, precision: str, rows: int, seq_len: int) -> dict[s
     torch._dynamo.reset()
     metrics.reset()
     torch.manual_seed(0)
-    dtype = torch.float32 if precision == "autocast" else torch.bfloat16
-    block = Block(config, 1).to(dtype)  # a local block; on this path global blocks are the same graph
+    weight_dtype = torch.bfloat16 if precision == "fsdp-bf16" else torch.float32
+    dtype = torch.float32 if precision == "autocast" else torch.bfloat16  # the residual stream's
+    block = Block(config, 1).to(weight_dtype)  # a local block; on this path global blocks are the same graph
     documents = torch.zeros(rows, seq_len, dtype=torch.long)
     documents[:, seq_len // 3:] = 1  # three documents a row, as in the GPU benchmark's packing
     documents[:, 2 * seq_len // 3:] = 2
     masks = attention.build_masks(documents, config.window_half, "sdpa")["local"]
-    rope = Rotary(config.head_dim, config.local_rope_theta)(positions_from_document_ids(documents), dtype)
+    rope = Rotary(config.head_dim, config.local_rope_theta)(positions_from_document_ids(documents))
     x = torch.randn(rows, seq_len, config.hidden_size, dtype=dtype, requires_grad=True)
     block.compile(dynamic=False)
     # No compile caches: a cached graph skips the code generation that counts the bytes.
     with inductor_config.patch(fx_graph_cache=False, force_pointwise_cat=True), \
             functorch_config.patch(enable_autograd_cache=False), \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "autocast"):
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fsdp-bf16"):
         block(x, rope, masks).float().pow(2).mean().backward()
     totals: dict[str, list[int]] = {kind: [0, 0] for kind in KINDS}
     for node, elements in metrics.nodes_num_elem:  # recorded as bytes // 4
@@ -78,39 +86,65 @@ def block_traffic(model: str, precision: str, rows: int, seq_len: int) -> dict[s
     return {kind: (size, count) for kind, (size, count) in totals.items()}
 
 
+def loss_chunk_traffic(rows: int = 64, vocab: int = 256_000) -> tuple[float, int]:
+    """(bytes read + written ÷ the logits' bytes, kernels) of the compiled per-chunk loss kernel on bf16 logits."""
+    import torch
+    import torch._inductor.config as inductor_config
+    import torch._inductor.metrics as metrics
+
+    from training.loss import IGNORE_INDEX, chunk_loss_and_grad
+
+    torch._dynamo.reset()
+    metrics.reset()
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(rows, vocab, generator=generator).bfloat16()
+    targets = torch.randint(0, vocab, (rows,), generator=generator)
+    targets[::5] = IGNORE_INDEX
+    with inductor_config.patch(fx_graph_cache=False):
+        torch.compile(chunk_loss_and_grad, dynamic=False)(logits, targets)
+    return sum(4 * elements for _, elements in metrics.nodes_num_elem) / logits.nbytes, len(metrics.nodes_num_elem)
+
+
 def _mute(record) -> bool:
     return False
 
 
-def measure(model: str, rows: int, seq_len: int) -> list[dict]:
-    import torch
+@contextlib.contextmanager
+def counting_bytes():
+    """Inductor counts the bytes only while its metrics log is on, which then prints a dump per graph: on, muted."""
     import torch._logging
-
-    from training.model import ModelConfig
-
     from torch._inductor.compile_fx import inductor_metrics_log
+
+    torch._logging.set_logs(inductor_metrics=True)
+    inductor_metrics_log.addFilter(_mute)
+    try:
+        yield
+    finally:
+        inductor_metrics_log.removeFilter(_mute)
+        torch._logging.set_logs()  # the defaults again, for whatever runs next in this process
+
+
+def measure(model: str, rows: int, seq_len: int) -> tuple[list[dict], tuple[float, int]]:
+    """Per precision, bytes per block at `rows`; and the loss chunk's (bytes ÷ logits bytes, kernels)."""
+    from training.model import ModelConfig
 
     layers = ModelConfig.named(model).num_layers
     results = []
-    for precision in PRECISIONS:
-        # Inductor counts the bytes only while its metrics log is on, which then prints a dump per graph: on, muted.
-        torch._logging.set_logs(inductor_metrics=True)
-        inductor_metrics_log.addFilter(_mute)
-        try:
+    with counting_bytes():
+        for precision in PRECISIONS:
             small, large = block_traffic(model, precision, 2, seq_len), block_traffic(model, precision, 4, seq_len)
-        finally:
-            inductor_metrics_log.removeFilter(_mute)
-            torch._logging.set_logs()  # the defaults again, for whatever runs next in this process
-        row = {"precision": precision, "kernels": small["element-wise"][1] + small["matmul"][1]}
-        for kind in KINDS:
-            per_row = (large[kind][0] - small[kind][0]) / 2
-            row[kind] = small[kind][0] + per_row * (rows - 2)  # bytes per block at `rows`
-        row["step_element_wise"] = row["element-wise"] * layers
-        results.append(row)
-    return results
+            row = {"precision": precision, "kernels": small["element-wise"][1] + small["matmul"][1]}
+            for kind in KINDS:
+                per_row = (large[kind][0] - small[kind][0]) / 2
+                row[kind] = small[kind][0] + per_row * (rows - 2)  # bytes per block at `rows`
+            row["step_element_wise"] = row["element-wise"] * layers
+            results.append(row)
+        loss_chunk = loss_chunk_traffic()
+    return results, loss_chunk
 
 
-def markdown(results: list[dict], model: str, rows: int, seq_len: int, bandwidth: float) -> str:
+def markdown(results: list[dict], loss_chunk: tuple[float, int], model: str, rows: int, seq_len: int,
+             bandwidth: float) -> str:
     import platform
 
     import torch
@@ -126,6 +160,8 @@ def markdown(results: list[dict], model: str, rows: int, seq_len: int, bandwidth
         lines.append(f"| {r['precision']} | {r['element-wise'] / 1e6:,.0f} | {r['matmul'] / 1e6:,.0f} | "
                      f"{r['attention (CPU sdpa)'] / 1e6:,.0f} | {r['kernels']} | {r['step_element_wise'] / 1e9:.2f} | "
                      f"{r['step_element_wise'] / (bandwidth * 1e12) * 1e3:.2f} |")
+    lines += ["", f"Loss chunk kernel (`chunk_loss_and_grad`, compiled, 64 x 256,000 bf16 logits): {loss_chunk[1]} "
+              f"kernels moving {loss_chunk[0]:.2f}x the logits' bytes."]
     return "\n".join(lines) + "\n"
 
 
@@ -144,8 +180,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    results = measure(args.model, args.rows, args.seq_len)
-    table = markdown(results, args.model, args.rows, args.seq_len, args.bandwidth_tbs)
+    results, loss_chunk = measure(args.model, args.rows, args.seq_len)
+    table = markdown(results, loss_chunk, args.model, args.rows, args.seq_len, args.bandwidth_tbs)
     print(table)
     if args.markdown:
         write_text_atomic(args.markdown, table)

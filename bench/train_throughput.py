@@ -10,7 +10,7 @@ Per model (mmbert-base, mmbert-small) and shape (1024 x 32, 8192 x 4), each impl
   fused AdamW, bf16 autocast. Variants name their differences after colons, so several run side by side:
   `ours:compile=whole`, `ours:loss=liger`, `ours:chunk=16384`, `ours:attention=flash`, `ours:compile=off`,
   `ours:precision=fsdp-bf16` (FSDP2 mixed precision on a group of one: bf16 weights and activations, fp32 master
-  weights, instead of autocast) (aliases: `ours-eager` = `ours:compile=off`, `ours-liger` = `ours:loss=liger`).
+  weights, instead of autocast), `ours:residual=bf16` (autocast with the residual stream in bf16) (aliases: `ours-eager` = `ours:compile=off`, `ours-liger` = `ours:loss=liger`).
 - `hf-sdpa`: transformers' ModernBertForMaskedLM (sdpa attention, sparse_prediction=True), bf16 autocast, fused AdamW.
 - `hf-compiled`: the same under torch.compile (whole model).
 The first step (compilation included) is timed apart from the timed steps; no host sync happens between timed steps.
@@ -59,9 +59,9 @@ from training.model import MaskedLM, ModelConfig, positions_from_document_ids  #
 MASK_ID, FIRST_REGULAR_ID = 4, 5
 GPU_IMPLS = ("ours", "hf-sdpa", "hf-compiled")
 # Tried at the first configuration after the goals, largest expected difference first (liger only when
-# installed). The two largest predicted gains also run together: neither alone is predicted to reach 1.7x.
-GPU_VARIANTS = ("ours:precision=fsdp-bf16", "ours:precision=fsdp-bf16:chunk=16384", "ours:loss=liger",
-                "ours:chunk=16384", "ours:compile=whole")
+# installed): the bf16 residual stream (-6 ms counted by bench/block_traffic.py), with one loss chunk, FSDP's bf16.
+GPU_VARIANTS = ("ours:residual=bf16", "ours:residual=bf16:chunk=16384", "ours:precision=fsdp-bf16",
+                "ours:chunk=16384", "ours:loss=liger", "ours:compile=whole")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -207,6 +207,9 @@ def build(impl: str, config: ModelConfig, device: torch.device, args):
         with device:
             model = MaskedLM(config)
         outer = model
+        if options["residual"] == "bf16":  # autocast with the residual stream in bf16 between blocks
+            model.residual_dtype = torch.bfloat16
+            autocast = torch.autocast(device.type, dtype=torch.bfloat16)
         if options["precision"] == "fsdp-bf16":  # the trainer's fsdp + bf16: FSDP2 mixed precision, no autocast
             ctx = init_distributed(device.type, fsdp=True)
             outer = wrap_model(model, ctx, fsdp=True, param_dtype=torch.bfloat16)
@@ -241,7 +244,8 @@ def build(impl: str, config: ModelConfig, device: torch.device, args):
 
 ALIASES = {"ours-eager": "ours:compile=off", "ours-liger": "ours:loss=liger"}
 OURS_CHOICES = {"compile": ("blocks", "whole", "off"), "loss": ("chunked", "liger"),
-                "attention": ("auto", "flex", "flash", "sdpa"), "precision": ("autocast", "fsdp-bf16")}
+                "attention": ("auto", "flex", "flash", "sdpa"), "precision": ("autocast", "fsdp-bf16"),
+                "residual": ("fp32", "bf16")}
 
 
 def ours_options(impl: str, args) -> dict:
@@ -250,7 +254,7 @@ def ours_options(impl: str, args) -> dict:
     if base != "ours":
         raise ValueError(f"unknown implementation {impl!r}")
     options = {"compile": "blocks", "loss": "chunked", "attention": args.attention, "chunk": args.loss_chunk,
-               "precision": "autocast"}
+               "precision": "autocast", "residual": "fp32"}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key == "chunk" and value.isdigit() and int(value) > 0:

@@ -110,7 +110,7 @@ def chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor) -> tuple[to
     """One chunk's logits (n, V) → (sum of losses, d loss / d logits in the logits' dtype, its column sum in fp32).
 
     Softmax statistics in fp32 whatever the logits' dtype. On CUDA this runs compiled, as one or two fused kernels
-    that read the chunk's logits twice and write the gradient once (no fp32 copy of the chunk ever exists).
+    that read the chunk's logits twice and write the gradient once (no fp32 copy of the chunk is written).
     """
     logits32 = logits.float()
     valid = targets != IGNORE_INDEX
@@ -129,7 +129,10 @@ def chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor) -> tuple[to
         grad = logits32.sub_(lse[:, None]).exp_()
         grad.scatter_add_(1, safe_targets[:, None], -torch.ones_like(lse)[:, None])
         grad.mul_(valid[:, None])
-    return loss, grad.to(logits.dtype), grad.sum(0)
+    # The bias gradient sums the cast gradient: summing the fp32 one made Inductor write the whole (n, V) fp32
+    # gradient out and read it back (8 passes of the logits' bytes per chunk instead of 5).
+    grad = grad.to(logits.dtype)
+    return loss, grad, grad.sum(0, dtype=torch.float32)
 
 
 _COMPILED_CHUNK = None

@@ -149,16 +149,22 @@ class Rotary(nn.Module):
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) positions → fp32 (cos, signed sin), each (B, 1, T, D) to broadcast over heads. The sin table's
+        first half is negated, which turns rotate-half into a roll (see apply_rotary)."""
         freqs = positions[..., None].float() * self.inv_freq  # (B, T, D/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, D), broadcast over heads
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None]
+        half = emb.shape[-1] // 2
+        sign = torch.cat((-torch.ones(half, device=emb.device), torch.ones(half, device=emb.device)))
+        return emb.cos(), emb.sin() * sign
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.float().chunk(2, dim=-1)
-    rotated = torch.cat((-x2, x1), dim=-1)
-    return (x.float() * cos + rotated * sin).to(x.dtype)
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """x·cos + rotate_half(x)·sin, with rotate_half(x) = cat(−x₂, x₁) = roll(x, D/2)·sign. As a roll (an index
+    shift, no concatenation) the compiled backward writes dq and dk straight into the fused qkv gradient instead of
+    assembling them in a copy (300 MB per mmbert-base block at 32 x 1024). Bit-identical to the cat form."""
+    x32 = x.float()
+    return (x32 * cos + x32.roll(x.shape[-1] // 2, dims=-1) * signed_sin).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -246,6 +252,9 @@ class MaskedLM(nn.Module):
                 "local": Rotary(config.head_dim, config.local_rope_theta),
             }
         )
+        # The residual stream's dtype between blocks, set by the training precision (None: the embeddings', fp32
+        # under autocast). bf16 halves the bytes every element-wise kernel of a block reads and writes.
+        self.residual_dtype: torch.dtype | None = None
         self.reset_parameters()
 
     @property
@@ -288,7 +297,9 @@ class MaskedLM(nn.Module):
         masks = attn_paths.build_masks(document_ids, self.config.window_half, path)
         positions = positions_from_document_ids(document_ids)
         x = self.embeddings(input_ids)  # (B, T, H)
-        ropes = {kind: rotary(positions, x.dtype) for kind, rotary in self.rotary.items()}
+        if self.residual_dtype is not None:
+            x = x.to(self.residual_dtype)
+        ropes = {kind: rotary(positions) for kind, rotary in self.rotary.items()}
         for block in self.layers:
             x = block(x, ropes[block.kind], masks[block.kind])
         return self.final_norm(x)

@@ -154,7 +154,7 @@ def test_isolated_flex_inside_a_compiled_layer_matches_naive(monkeypatch):
     layer = Attention(config).eval()
     document_ids = document_ids_from_lengths([[5, 60, 95], [100, 37, 1]], 160)
     x = torch.randn(2, 160, config.hidden_size)
-    rope = Rotary(config.head_dim, 10_000.0)(positions_from_document_ids(document_ids), x.dtype)
+    rope = Rotary(config.head_dim, 10_000.0)(positions_from_document_ids(document_ids))
     torch._dynamo.reset()
     compiled = torch.compile(layer, dynamic=False)
     with torch.no_grad():

@@ -18,14 +18,16 @@ def test_train_throughput_smoke(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     argv = ["--device", "cpu", "--tiny", "--impls", "ours-eager,hf-sdpa,no-such-impl,ours:compile=off:chunk=64,"
-            "ours:chunk=0,ours:compile=off:precision=fsdp-bf16", "--output", str(tmp_path / "t.json")]
+            "ours:chunk=0,ours:compile=off:precision=fsdp-bf16,ours:compile=off:residual=bf16", "--output",
+            str(tmp_path / "t.json")]
     assert bench.main(argv) == 0
     report = json.loads((tmp_path / "t.json").read_text())
     runs = {r["impl"]: r for r in report["results"]}
     # A failing configuration is recorded and the run goes on.
     assert runs.pop("no-such-impl")["status"].startswith("error: ValueError: unknown implementation")
     assert runs.pop("ours:chunk=0")["status"].startswith("error: ValueError: unknown option 'chunk=0'")
-    assert set(runs) == {"ours-eager", "hf-sdpa", "ours:compile=off:chunk=64", "ours:compile=off:precision=fsdp-bf16"}
+    assert set(runs) == {"ours-eager", "hf-sdpa", "ours:compile=off:chunk=64", "ours:compile=off:precision=fsdp-bf16",
+                         "ours:compile=off:residual=bf16"}
     assert all(r["status"] == "ok" for r in runs.values())
     # Every run is profiled: time by kind of work, the loss's share where the loss marks its range.
     for impl, run in runs.items():
@@ -41,10 +43,12 @@ def test_train_throughput_smoke(tmp_path):
     assert not dist.is_initialized()  # the FSDP variant's group of one is gone with the run
     assert all(r["tokens_per_s"] > 0 and r["finite"] for r in runs.values())
     # Every variant of ours is held to the fp32 reference, the FSDP bf16 one included (on a plain fp32 copy).
-    for impl in ("ours-eager", "ours:compile=off:chunk=64", "ours:compile=off:precision=fsdp-bf16"):
+    for impl in ("ours-eager", "ours:compile=off:chunk=64", "ours:compile=off:precision=fsdp-bf16",
+                 "ours:compile=off:residual=bf16"):
         assert runs[impl]["numerics"]["passed"], (impl, runs[impl]["numerics"])
     assert runs["ours-eager"]["numerics"]["grad_rel_l2"] < 1e-5  # fp32 against fp32: the same arithmetic
     assert 1e-4 < runs["ours:compile=off:precision=fsdp-bf16"]["numerics"]["grad_rel_l2"]  # bf16 weights show
+    assert 1e-4 < runs["ours:compile=off:residual=bf16"]["numerics"]["grad_rel_l2"]  # so does bf16 under autocast
     assert "numerics" not in runs["hf-sdpa"]
     # Same shapes, same useful FLOPs for both implementations; the formula's attention term counts real pairs.
     assert runs["ours-eager"]["model_flops_per_step"] == runs["hf-sdpa"]["model_flops_per_step"]
@@ -86,18 +90,21 @@ def test_loader_throughput_smoke(tmp_path, gemma2_tokenizer_json):
 
 @pytest.mark.slow
 def test_block_traffic_counts_what_bf16_activations_save(tmp_path):
-    """Inductor's byte count of a compiled block: bf16 weights and activations move fewer element-wise bytes in
-    fewer kernels than autocast's fp32 residual stream; the matmuls' inputs and outputs are the same either way."""
+    """Inductor's byte count of a compiled block: a bf16 residual stream moves fewer element-wise bytes than
+    autocast's fp32 one, bf16 weights fewer kernels; the matmuls' inputs and outputs are the same either way. The loss
+    chunk's kernel reads the logits and writes their gradient without an fp32 copy of it (~5 passes, not 8)."""
     spec = importlib.util.spec_from_file_location("block_traffic", SCRIPT.with_name("block_traffic.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    autocast, bf16 = bench.measure("tiny", rows=8, seq_len=64)
-    assert (autocast["precision"], bf16["precision"]) == ("autocast", "fsdp-bf16")
+    (autocast, stream, bf16), loss_chunk = bench.measure("tiny", rows=8, seq_len=64)
+    assert [r["precision"] for r in (autocast, stream, bf16)] == ["autocast", "autocast+bf16", "fsdp-bf16"]
     assert 0 < bf16["element-wise"] < 0.85 * autocast["element-wise"]
+    assert 0 < stream["element-wise"] < 0.9 * autocast["element-wise"]
     assert bf16["kernels"] < autocast["kernels"] and bf16["attention (CPU sdpa)"] > 0
     assert bf16["step_element_wise"] == 4 * bf16["element-wise"]  # the tiny model's 4 layers
-    table = bench.markdown([autocast, bf16], "tiny", 8, 64, 3.0)
-    assert "| autocast |" in table and "| fsdp-bf16 |" in table
+    assert loss_chunk[0] < 6.0
+    table = bench.markdown([autocast, stream, bf16], loss_chunk, "tiny", 8, 64, 3.0)
+    assert "| autocast |" in table and "| fsdp-bf16 |" in table and "Loss chunk kernel" in table
 
 
 @pytest.mark.slow

@@ -207,3 +207,21 @@ def test_compiled_chunk_kernel_equals_eager():
     compiled = torch.compile(chunk_loss_and_grad, dynamic=False)(logits.clone(), targets)
     for got, expected in zip(compiled, eager):
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_rotary_as_a_roll_is_exactly_the_rotate_half_form():
+    """apply_rotary rolls x against a sign-folded sin table (so a compiled backward needs no concatenation); the
+    textbook form is x·cos + cat(−x₂, x₁)·sin. They must agree bit for bit, in fp32 and bf16."""
+    from training.model import Rotary, apply_rotary
+
+    generator = torch.Generator().manual_seed(0)
+    positions = torch.randint(0, 8192, (2, 16), generator=generator)
+    cos, signed_sin = Rotary(64, 160_000.0)(positions)
+    freqs = positions[..., None].float() * Rotary(64, 160_000.0).inv_freq
+    sin = torch.cat((freqs, freqs), dim=-1)[:, None].sin()
+    assert cos.dtype == signed_sin.dtype == torch.float32
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(2, 4, 16, 64, generator=generator).to(dtype)
+        x1, x2 = x.float().chunk(2, dim=-1)
+        textbook = (x.float() * cos + torch.cat((-x2, x1), dim=-1) * sin).to(dtype)
+        assert torch.equal(apply_rotary(x, cos, signed_sin), textbook)
