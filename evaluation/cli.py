@@ -57,7 +57,8 @@ def register(subparsers) -> None:
     data.add_argument("--classification-data", help="jsonl/csv/parquet file or datasets directory with text "
                                                     "[text_pair] label language [split] "
                                                     "(default: data/classification/udhr_topics.jsonl.gz)")
-    data.add_argument("--tokenizer", help="tokenizer spec (gemma2, a tokenizer.json, …) if the model lacks one")
+    data.add_argument("--tokenizer", help="tokenizer spec (gemma2, a tokenizer.json, …) to use instead of the model's own "
+                      "(required when the model directory has none)")
     data.add_argument("--schedule", help="phases YAML for grouping languages by phase (default: mmBERT's)")
     knobs = parser.add_argument_group("settings")
     knobs.add_argument("--seed", type=non_negative_int, default=0,

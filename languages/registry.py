@@ -48,7 +48,7 @@ SCRIPT_ALIASES = {"Hans": "Hani", "Hant": "Hani", "Kore": "Hang"}
 # FineWeb-2's combined codes and the scripts whose text they cover.
 COMBINED_SCRIPTS = {"Jpan": ("Hani", "Hira", "Kana"), "Hang": ("Hani",)}
 
-_LABEL_PREFIX = re.compile(r"^__label__")
+_LABEL_PREFIX = re.compile(r"^__label__", re.IGNORECASE)
 _REGISTRY_LABEL = re.compile(r"^([a-z]{3})_([A-Z][a-z]{3})$")
 _SCRIPT_SUBTAG = re.compile(r"[-_][A-Za-z]{4}(?=[-_]|$)")  # BCP-47: a script is the only 4-letter subtag
 

@@ -105,3 +105,8 @@ def test_language_options_parse_one_way_in_every_command():
             normalize_list(nothing)
     with pytest.raises(UsageError, match="--only: unknown language code 'xyz'"):
         normalize_list("fr,xyz", "--only")
+
+
+def test_the_fasttext_prefix_is_stripped_whatever_its_case():
+    assert normalize("__LABEL__fr") == normalize("__Label__fr") == normalize(" __label__fr ") == "fra_Latn"
+    assert normalize("__LABEL__eng_Latn") == "eng_Latn"
