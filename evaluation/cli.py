@@ -89,13 +89,12 @@ def register(subparsers) -> None:
     compare.set_defaults(func=compare_command)
 
 
-def _check_output(path: str | None, overwrite: bool) -> Path:
+def _check_output(path: str | None, overwrite: bool, reads) -> Path:
+    from mmbert.atomic import check_output_directory
+
     if not path:
         raise UsageError("--output is required")
-    output = Path(path)
-    if output.exists() and not overwrite:
-        raise UsageError(f"output directory {output} already exists (pass --overwrite to replace it)")
-    return output
+    return check_output_directory(path, overwrite, reads=reads)
 
 
 def _tasks(args) -> list[str]:
@@ -122,7 +121,9 @@ def eval_command(args) -> int:
     from languages.registry import normalize_list
 
     tasks = _tasks(args)
-    output = _check_output(args.output, args.overwrite)
+    output = _check_output(args.output, args.overwrite, [
+        ("--model", args.model), ("--shards", args.shards), ("--retrieval-data", args.retrieval_data),
+        ("--classification-data", args.classification_data), ("--tokenizer", args.tokenizer)])
     languages = normalize_list(args.languages)
     resolve_model_path(args.model)
     pick_device(args.device)
@@ -229,7 +230,7 @@ def compare_command(args) -> int:
 
     if len(args.results) < 2:
         raise UsageError("compare needs two or more result directories")
-    output = _check_output(args.output, args.overwrite)
+    output = _check_output(args.output, args.overwrite, [("results directory", d) for d in args.results])
     runs = []
     for directory in args.results:
         rows = read_results(directory)

@@ -455,14 +455,10 @@ def run_mixture(shards: ShardRowGroups, phases: Sequence[Phase], plans: Sequence
     processes) and win over them. Workers write their files straight into the output's temporary sibling, so with
     another runner `output` must be a path every worker can reach (a shared mount).
     """
-    from mmbert.atomic import atomic_directory, write_text_atomic
+    from mmbert.atomic import atomic_directory, check_output_directory, write_text_atomic
     from mmbert.beam import new_pipeline
 
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise UsageError(f"output already exists: {output} (pass --overwrite to replace it)")
-    if output.resolve() in (shards.path.resolve(), *shards.path.resolve().parents):
-        raise UsageError(f"--output {output} must not hold the --shards it reads ({shards.path})")
+    output = check_output_directory(output, overwrite, scans=[("--shards", shards.path)])
     pipeline = new_pipeline(pipeline_args, num_workers)  # an unknown --runner fails here, before anything is written
     manifests = {}
     with atomic_directory(output, overwrite=overwrite) as staging:

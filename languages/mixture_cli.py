@@ -64,12 +64,12 @@ def register_mix(languages_commands) -> None:
 def mix_command(args) -> int:
     from languages.mixture import DEFAULT_ROWS_PER_FILE, budget_table, plan_phase, read_packed_shards
     from languages.schedule import find_phase, load_schedule
+    from mmbert.atomic import check_output_directory
 
     if not args.dry_run and not args.output:
         raise UsageError("--output is required (or pass --dry-run to only print the plan)")
     if args.output and not args.dry_run:
-        if Path(args.output).exists() and not args.overwrite:
-            raise UsageError(f"output already exists: {args.output} (pass --overwrite to replace it)")
+        check_output_directory(args.output, args.overwrite, scans=[("--shards", args.shards)])
     shards = read_packed_shards(args.shards)
     # `top: N` phases rank languages by the shards' own counts, as the training loader's on-the-fly sampling does.
     schedule = load_schedule(args.schedule, counts=shards.counts)

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from mmbert.errors import UsageError
 
@@ -64,6 +64,30 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iter
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_file(path, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def check_output_directory(output: str | os.PathLike, overwrite: bool, reads: Iterable[tuple[str, object]] = (),
+                           scans: Iterable[tuple[str, object]] = ()) -> Path:
+    """Before any work, UsageError (exit 2) unless `output` can become this command's finished directory:
+    - it does not exist, is an empty directory, or `overwrite` says to replace it;
+    - it is not, and does not hold, anything the command reads (`reads`, `scans`: (option, path) pairs), since
+      replacing it would delete that input;
+    - it is not inside a directory the command walks (`scans`), where it would be read as input.
+    Every command writing a directory checks this one way."""
+    output = Path(output)
+    if output.exists() and not overwrite and not (output.is_dir() and not any(output.iterdir())):
+        raise UsageError(f"--output {output} already exists (pass --overwrite to replace it)")
+    target = output.resolve()
+    scans = [(option, path) for option, path in scans if path is not None]
+    for option, path in [*((o, p) for o, p in reads if p is not None), *scans]:
+        source = Path(path).resolve()
+        if target == source or target in source.parents:
+            raise UsageError(f"--output {output} must not be or hold the {option} it reads ({path}): replacing "
+                             "it would delete that")
+    for option, path in scans:
+        if Path(path).resolve() in target.parents:
+            raise UsageError(f"--output {output} must not be inside {option} {path}, which this command reads")
+    return output
 
 
 @contextlib.contextmanager

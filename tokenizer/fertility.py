@@ -15,7 +15,7 @@ import csv
 import io
 from pathlib import Path
 
-from mmbert.atomic import atomic_directory, atomic_file, write_text_atomic
+from mmbert.atomic import atomic_directory, atomic_file, check_output_directory, write_text_atomic
 from mmbert.errors import UsageError
 
 COLUMNS = ("documents", "words", "tokens", "bytes", "tokens_per_word", "bytes_per_token")
@@ -140,8 +140,8 @@ def run_fertility(corpus_dir, tokenizer_specs: list[str], output=None, languages
         raise UsageError("give --tokenizer once or twice (one tokenizer, or two side by side)")
     if max_documents < 1:
         raise UsageError(f"--max-documents must be at least 1, got {max_documents}")
-    if output is not None and Path(output).exists() and not overwrite:
-        raise UsageError(f"--output {output} already exists (pass --overwrite to replace it)")
+    if output is not None:
+        check_output_directory(output, overwrite, scans=[("--corpus", corpus_dir)])
     files = corpus_languages(corpus_dir, normalize_labels(languages))
     names = [tokenizer_name(str(spec)) for spec in tokenizer_specs]
     if len(set(names)) < len(names):  # two directories of the same name: tell them apart by their full specs

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 
-from mmbert.atomic import atomic_directory, write_text_atomic
+from mmbert.atomic import atomic_directory, check_output_directory, write_text_atomic
 from mmbert.errors import UsageError
 from tokenizer.corpus_files import corpus_languages, normalize_labels, read_texts
 from tokenizer.documents import MAX_DOCUMENT_CHARS, clean_text, document_hash, shard_indices, split_mask
@@ -368,13 +368,7 @@ def run_pack(corpus_dir, tokenizer_spec, seq_len: int, output_dir, heldout_fract
         raise UsageError("shard size and maximum document length must be positive")
     if not 0 <= seed < 2**64:
         raise UsageError(f"--seed must be in [0, 2^64), got {seed}")
-    if output_dir.exists() and not overwrite:
-        raise UsageError(f"--output {output_dir} already exists (pass --overwrite to replace it)")
-    corpus_path, output_path = corpus_dir.resolve(), output_dir.resolve()
-    if corpus_path in output_path.parents:
-        raise UsageError(f"--output {output_dir} must not be inside --corpus {corpus_dir}")
-    if output_path in (corpus_path, *corpus_path.parents):  # --overwrite would delete the corpus it reads
-        raise UsageError(f"--output {output_dir} must not hold --corpus {corpus_dir}")
+    check_output_directory(output_dir, overwrite, scans=[("--corpus", corpus_dir)])
     languages = normalize_labels(languages)
     plan = plan_inputs(corpus_dir, languages, heldout_fraction, shard_text_bytes)
     load_spec, description = _checked_tokenizer(tokenizer_spec)

@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
-from mmbert.atomic import atomic_directory, write_text_atomic
+from mmbert.atomic import atomic_directory, check_output_directory, write_text_atomic
 from mmbert.errors import UsageError
 from tokenizer.corpus_files import corpus_languages, iter_texts, normalize_labels, text_bytes
 from tokenizer.documents import document_hash, hash_fraction
@@ -197,8 +197,7 @@ def train_tokenizer(corpus_dir, vocab_size: int, output_dir, temperature: float 
         raise UsageError(f"--temperature must be > 0 (1 = proportional to data, small = near uniform), got {temperature}")
     if max_bytes < 1:
         raise UsageError(f"--max-mb must be positive, got {max_bytes / 2**20}")
-    if output_dir.exists() and not overwrite:
-        raise UsageError(f"--output {output_dir} already exists (pass --overwrite to replace it)")
+    check_output_directory(output_dir, overwrite, scans=[("--corpus", corpus_dir)])
     files = corpus_languages(corpus_dir, normalize_labels(languages))
     sample, budgets = sample_training_texts(files, max_bytes, temperature, seed)
     if not sample:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mmbert.atomic import atomic_directory
+from mmbert.atomic import atomic_directory, check_output_directory
 from mmbert.errors import UsageError
 from tokenizer.special_tokens import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS
 from training.checkpoint import META_FILE, MODEL_FILE, read_checkpoint_meta
@@ -132,8 +132,7 @@ def export_checkpoint(ckpt_dir, out_dir, tokenizer=None, overwrite: bool = False
     ckpt_dir, out_dir = Path(ckpt_dir), Path(out_dir)
     meta_path, weights_path = ckpt_dir / META_FILE, ckpt_dir / MODEL_FILE
     meta = read_checkpoint_meta(ckpt_dir)
-    if out_dir.exists() and not overwrite:
-        raise UsageError(f"output directory {out_dir} already exists")
+    check_output_directory(out_dir, overwrite, reads=[("checkpoint", ckpt_dir)])
     try:
         config = ModelConfig.from_dict(meta["model_config"])
     except (TypeError, ValueError) as err:

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from mmbert.atomic import atomic_directory
+from mmbert.atomic import atomic_directory, check_output_directory
 from mmbert.errors import UsageError
 from training.checkpoint import META_FILE, MODEL_FILE, read_checkpoint_meta
 from training.model import PHASE_FIELDS, TRAINING_FIELDS
@@ -89,13 +89,12 @@ def merge_checkpoints(
     if not 0.0 < density <= 1.0:
         raise UsageError(f"density must be in (0, 1], got {density}")
     weights = [1.0] * len(ckpt_dirs) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(ckpt_dirs) or any(w < 0 for w in weights) or sum(weights) <= 0:
+    if len(weights) != len(ckpt_dirs) or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         raise UsageError(f"weights must be {len(ckpt_dirs)} non-negative numbers with a positive sum, got {weights}")
     if base is not None and method != "ties":
         raise UsageError("a base checkpoint only applies to --method ties")
-    if output_dir.exists() and not overwrite:
-        raise UsageError(f"output directory {output_dir} already exists")
     sources = ckpt_dirs + ([Path(base)] if base is not None else [])
+    check_output_directory(output_dir, overwrite, reads=[("checkpoint", d) for d in sources])
     metas = [read_checkpoint_meta(d) for d in sources]
     for index, (directory, meta) in enumerate(zip(sources[1:], metas[1:]), start=1):
         # Dropout or initialisation never matter; the inputs must share RoPE bases (the merged model gets them),

@@ -199,6 +199,7 @@ def test_unusable_arguments(arguments, message, tmp_path, tiny_xlmr, capsys):
 
 def test_existing_output_is_kept(tmp_path, tiny_xlmr, capsys):
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.md").write_text("an earlier run's\n", encoding="utf-8")
     error = run_failing(["eval", "--model", str(tiny_xlmr), "--output", str(tmp_path / "out")], capsys)
     assert "already exists" in error
 
@@ -249,3 +250,21 @@ def test_a_languages_option_naming_none_is_refused_not_read_as_every_language(tm
     error = run_failing(["eval", "--model", str(tiny_xlmr), "--output", str(tmp_path / "out"), "--languages", ","],
                         capsys)
     assert "--languages names no language" in error and not (tmp_path / "out").exists()
+
+
+def test_an_output_that_holds_what_eval_reads_is_refused_even_with_overwrite(tmp_path, tiny_xlmr, capsys):
+    import shutil
+
+    model = tmp_path / "models" / "xlmr"
+    shutil.copytree(tiny_xlmr, model)
+    for output in (model, tmp_path / "models"):
+        error = run_failing(["eval", "--model", str(model), "--output", str(output), "--overwrite"], capsys)
+        assert "must not be or hold the --model it reads" in error
+    assert (model / "config.json").is_file()
+    for run, value in (("a", 0.25), ("b", 0.75)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "results.csv").write_text(
+            f"model,task,language,metric,value,n,status\nm,mlm,fra_Latn,accuracy,{value},4,ok\n", encoding="utf-8")
+    error = run_failing(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--output",
+                         str(tmp_path / "a"), "--overwrite"], capsys)
+    assert "must not be or hold the results directory it reads" in error and (tmp_path / "a" / "results.csv").exists()

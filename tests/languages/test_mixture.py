@@ -336,6 +336,7 @@ def test_bad_schedules_fail_clearly_and_write_nothing(phase, message, udhr_packe
 
 def test_unusable_arguments_exit_2(udhr_packed_shards, schedule_file, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "stale.txt").write_text("old run")
     assert mix("--shards", udhr_packed_shards, "--schedule", schedule_file, "--output", tmp_path / "taken") == 2
     assert "already exists" in capsys.readouterr().err
     assert mix("--shards", tmp_path / "nowhere", "--budget", "1M", "--output", tmp_path / "out") == 2
@@ -366,5 +367,5 @@ def test_output_holding_the_shards_is_refused_even_with_overwrite(udhr_packed_sh
     for output in (tmp_path / "work", shards):  # --overwrite would have deleted the shards being read
         assert mix("--shards", shards, "--schedule", schedule_file, "--phase", "pretrain", "--overwrite",
                    "--output", output) == 2
-        assert "must not hold the --shards" in capsys.readouterr().err
+        assert "must not be or hold the --shards it reads" in capsys.readouterr().err
     assert (shards / "_SUCCESS").is_file() and (shards / "manifest.json").is_file()

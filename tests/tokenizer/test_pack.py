@@ -322,6 +322,7 @@ def test_cli_pack_errors_exit_2(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path
     assert main(argv + ["--corpus", str(incomplete), "--output", str(tmp_path / "a")]) == 2
     assert "_SUCCESS" in capsys.readouterr().err
     (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "manifest.json").write_text("{}")  # an earlier output (an empty directory is used)
     assert main(argv + ["--corpus", str(udhr_corpus_dir), "--output", str(tmp_path / "exists")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists", "incomplete"]
@@ -332,7 +333,7 @@ def test_output_holding_the_corpus_is_refused_even_with_overwrite(tmp_path, gemm
     write_part(corpus / "eng_Latn", ["All human beings are born free."])
     (corpus / "_SUCCESS").write_text("")
     for output in (tmp_path / "work", corpus):  # --overwrite would have deleted the corpus being read
-        with pytest.raises(UsageError, match="must not hold --corpus"):
+        with pytest.raises(UsageError, match="must not be or hold the --corpus it reads"):
             run_pack(corpus, str(gemma2_tokenizer_json), 64, output, overwrite=True)
     assert (corpus / "eng_Latn" / "part-00000.parquet").is_file()
 

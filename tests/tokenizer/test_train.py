@@ -123,5 +123,6 @@ def test_cli_bad_arguments_exit_2(argv, message, udhr_corpus_dir, tmp_path, caps
 
 def test_existing_output_is_kept(udhr_corpus_dir, tmp_path):
     (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.json").write_text("{}")
     with pytest.raises(UsageError, match="--overwrite"):
         train_tokenizer(udhr_corpus_dir, 1000, tmp_path / "tok")

@@ -132,3 +132,18 @@ def test_a_damaged_checkpoint_json_is_a_usage_error_for_every_reader(tmp_path, t
         with pytest.raises(UsageError, match="is not a complete checkpoint: model.safetensors is missing"):
             read()
     assert not (tmp_path / "hf").exists() and not (tmp_path / "merged").exists()
+
+
+def test_export_and_merge_refuse_an_output_that_would_delete_their_checkpoints(tmp_path, trained):
+    from training.hf import export_checkpoint
+    from training.merge import merge_checkpoints
+
+    first, second = save(tmp_path / "run", 2, *trained), save(tmp_path / "run", 4, *trained, keep=3)
+    for output in (tmp_path / "run", first):  # the run holding the checkpoint, or the checkpoint itself
+        with pytest.raises(UsageError, match="must not be or hold the checkpoint it reads"):
+            export_checkpoint(first, output, tokenizer="gemma2", overwrite=True)
+        with pytest.raises(UsageError, match="must not be or hold the checkpoint it reads"):
+            merge_checkpoints([first, second], output, overwrite=True)
+    assert load_checkpoint(first)[1]["model_config"] and load_checkpoint(second)[1]["model_config"]
+    with pytest.raises(UsageError, match=r"weights must be 2 non-negative numbers"):
+        merge_checkpoints([first, second], tmp_path / "merged", method="average", weights=[float("nan"), 1.0])
