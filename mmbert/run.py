@@ -83,6 +83,11 @@ def load_run_recipe(path: str) -> dict:
             continue
         if not isinstance(value, dict):
             raise UsageError(f"{recipe_path}: {section} must be a mapping, got {value!r}")
+        known = set(keys) | ({"recipe"} if section == "train" else set())
+        unknown = sorted(set(value) - known)
+        if unknown:  # a misspelt `overides` or `ags` would otherwise be dropped without a word
+            raise UsageError(f"{recipe_path}: {section}: unknown key(s) {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
         for key in keys:
             items = value.get(key, [])
             if not isinstance(items, list) or any(isinstance(item, (dict, list)) or item is None for item in items):

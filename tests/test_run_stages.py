@@ -103,6 +103,8 @@ def test_a_dry_run_writes_nothing_and_sees_a_changed_mixture_schedule(monkeypatc
     (lambda r: r.update(eval={"tasks": ["mlm", "retreival"]}), "eval.tasks: unknown ['retreival']"),
     (lambda r: r.update(eval=["mlm"]), "eval must be a mapping"),
     (lambda r: r.update(output=None), "output must be a directory path"),
+    (lambda r: r["train"].update(override=["optimizer.lr=5"]), "train: unknown key(s) override; known: launcher, "),
+    (lambda r: r.update(eval={"task": ["retrieval"]}), "eval: unknown key(s) task; known: args, tasks"),
 ])
 def test_run_recipes_of_the_wrong_shape_exit_2_before_any_stage(change, message, tmp_path, capsys):
     path = write_recipe(tmp_path, [])
