@@ -178,7 +178,9 @@ def _charset_of(content_type: str) -> str | None:
 
 def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Removed:
     text = obj.get(text_field)
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):  # absent (a misspelt --text-field shows here, not as empty documents) or not text
+        return Removed("no_text_field", "read")
+    if not text.strip():
         return Removed("empty_text", "read")
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     date = obj.get("date") or metadata.get("date")

@@ -130,8 +130,10 @@ def test_jsonl_and_parquet_inputs(tmp_path):
         handle.write("not json\n")
         handle.write(json.dumps({"text": ""}) + "\n")
         handle.write(json.dumps({"text": "Hallo Welt", "metadata": {"date": "2024-01-02T03:04:05Z"}}) + "\n")
+        handle.write(json.dumps({"content": "Hallo Welt"}) + "\n")
+        handle.write(json.dumps({"text": 42}) + "\n")
     counts, documents = _outcomes(jsonl)
-    assert counts == {"ok": 2, "bad_json": 1, "empty_text": 1}
+    assert counts == {"ok": 2, "bad_json": 1, "empty_text": 1, "no_text_field": 2}
     assert documents[0]["id"] == "x1" and documents[1]["id"].endswith("#3")
     assert documents[1]["date"] == "2024-01-02T03:04:05+00:00"
     parquet = tmp_path / "docs.parquet"
