@@ -80,6 +80,9 @@ def iter_texts(paths: list[Path], max_chars: int = MAX_DOCUMENT_CHARS) -> Iterat
                     yield (str(doc_id) if doc_id is not None else f"{path.name}#{group}:{index}"), text
 
 
+_TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+
+
 def read_texts(path: str, row_group: int, flag_control_characters: bool = False) -> tuple:
     """(ids, texts) of one row group; texts are str, or bytes where the column holds invalid UTF-8, or None.
 
@@ -91,6 +94,8 @@ def read_texts(path: str, row_group: int, flag_control_characters: bool = False)
     table = parquet.read_row_group(row_group, columns=columns)
     ids = table.column("id").to_pylist() if "id" in columns else [None] * table.num_rows
     column = table.column("text")
+    if not any(test(column.type) for test in _TEXT_TYPES):  # readers skip (and pack counts) such a row group
+        raise ValueError(f"{path}: the text column holds {column.type}, not text")
     if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
         texts = column.to_pylist()  # bytes: decoded (or dropped as invalid) one by one
         return (ids, texts, [True] * len(texts)) if flag_control_characters else (ids, texts)

@@ -126,3 +126,16 @@ def test_existing_output_is_kept(udhr_corpus_dir, tmp_path):
     (tmp_path / "tok" / "tokenizer.json").write_text("{}")
     with pytest.raises(UsageError, match="--overwrite"):
         train_tokenizer(udhr_corpus_dir, 1000, tmp_path / "tok")
+
+
+def test_a_text_column_that_holds_no_text_is_skipped_by_the_readers(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    part = tmp_path / "deu_Latn" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a"], "text": ["Alle Menschen sind frei und gleich an Würde."]}), part)
+    pq.write_table(pa.table({"id": ["b", "c"], "text": [1, 2]}), part.with_name("part-00001.parquet"))
+    (tmp_path / "_SUCCESS").touch()
+    files = corpus_languages(tmp_path)["deu_Latn"]
+    assert [doc_id for doc_id, _ in iter_texts(files)] == ["a"]  # no TypeError from the integer column
