@@ -126,6 +126,7 @@ def check_output(output: str, overwrite: bool, languages) -> None:
     if languages:
         if not (path / "_SUCCESS").exists():
             raise UsageError(f"--languages rebuilds languages inside a finished corpus; {output} has no _SUCCESS")
+        corpus_stats.load(output)  # its statistics are merged at the end: unreadable ones stop it now, not then
     elif existing and not overwrite:
         raise UsageError(f"output {output} is not empty (pass --overwrite to replace it)")
     parent = path.resolve().parent

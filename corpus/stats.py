@@ -104,7 +104,13 @@ def load(root: str) -> dict:
     if not FileSystems.exists(FileSystems.join(root, "stats.json")):
         raise UsageError(f"{root} has no stats.json (a corpus from another tool?); rebuild it with `mmbert corpus build`")
     with FileSystems.open(FileSystems.join(root, "stats.json")) as handle:
-        return json.loads(handle.read().decode("utf-8"))
+        try:
+            stats = json.loads(handle.read().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise UsageError(f"{root}/stats.json is not readable JSON ({error}); rebuild the corpus") from None
+    if not isinstance(stats, dict) or not isinstance(stats.get("languages"), dict):
+        raise UsageError(f"{root}/stats.json has no per-language table; rebuild the corpus")
+    return stats
 
 
 def biggest_first(stats: dict) -> list[tuple[str, dict]]:

@@ -12,6 +12,7 @@ import statistics
 from collections import defaultdict
 
 from corpus.lid import threshold_rule
+from mmbert.errors import UsageError
 
 
 def corpus_thresholds(root: str, min_documents: int = 10) -> list[tuple]:
@@ -26,8 +27,11 @@ def corpus_thresholds(root: str, min_documents: int = 10) -> list[tuple]:
     scores: dict[str, list[float]] = defaultdict(list)
     for pattern in patterns:
         for match in FileSystems.match([pattern])[0].metadata_list:
-            with FileSystems.open(match.path) as handle:
-                table = pq.read_table(handle, columns=["language", "language_score"])
+            try:
+                with FileSystems.open(match.path) as handle:
+                    table = pq.read_table(handle, columns=["language", "language_score"])
+            except (OSError, ValueError, KeyError) as error:  # ArrowInvalid is a ValueError
+                raise UsageError(f"{match.path}: not a readable corpus part ({str(error)[:200]})") from None
             for language, score in zip(table.column("language").to_pylist(), table.column("language_score").to_pylist()):
                 scores[language].append(float(score))
     rows = []

@@ -34,7 +34,7 @@ import xxhash
 
 from languages.sampling import temperature_weights, token_budgets
 from mmbert.errors import RunFailed, UsageError
-from tokenizer.shards import PackedShards, check_row_width
+from tokenizer.shards import PackedShards, check_row_width, read_footer
 
 if TYPE_CHECKING:
     from languages.schedule import Phase
@@ -260,14 +260,12 @@ class ShardRowGroups(PackedShards):
 
 def read_packed_shards(path: str | Path) -> ShardRowGroups:
     """Open the shards (`PackedShards.open`: UsageError if incomplete) and read their row groups' footers."""
-    import pyarrow.parquet as pq
-
     shards = ShardRowGroups.open(path)
     seq_len = shards.seq_len
     for language in sorted(shards.counts):
         groups, first_row = [], 0
         for file in shards.train_files(language):
-            metadata = pq.ParquetFile(file).metadata
+            metadata = read_footer(file)
             indices, unit_first_row, unit_rows = [], first_row, 0
             for index in range(metadata.num_row_groups):
                 num_rows = metadata.row_group(index).num_rows

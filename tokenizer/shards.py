@@ -80,6 +80,17 @@ class PackedShards:
                 for file in sorted((self.path / directory / "train").glob("part-*.parquet"))]
 
 
+def read_footer(file: Path):
+    """A shard's Parquet metadata; UsageError naming the file when it is not readable Parquet (a copy cut short)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(file).metadata
+    except (OSError, ValueError) as error:  # ArrowInvalid is a ValueError
+        raise UsageError(f"{file}: not a readable Parquet file ({str(error)[:200]}); repack or recopy the shards") \
+            from None
+
+
 def check_row_width(file, metadata, group: int, seq_len: int) -> None:
     """UsageError unless every row of a row group holds seq_len tokens. From the footer alone: the input_ids column
     counts rows x seq_len values (shards of another --seq-len copied into a language's directory would not)."""

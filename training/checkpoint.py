@@ -114,11 +114,21 @@ def read_checkpoint_meta(path: str | Path) -> dict:
     return meta
 
 
+def read_weights(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; UsageError naming the file when it is damaged (a copy cut short)."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError) as error:
+        raise UsageError(f"{path}: not a readable safetensors file ({error})") from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict, dict]:
     """→ (model state dict, checkpoint.json, trainer state). The trainer state is unpickled with weights_only."""
     path = Path(path)
     meta = read_checkpoint_meta(path)
-    model_state = load_file(path / MODEL_FILE, device=str(map_location))
+    model_state = read_weights(path / MODEL_FILE, device=str(map_location))
     state_path = path / STATE_FILE
     trainer_state = torch.load(state_path, map_location=map_location, weights_only=True) if state_path.is_file() else {}
     return model_state, meta, trainer_state

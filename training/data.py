@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from languages.sampling import temperature_weights, token_budgets
 from languages.schedule import parse_phase
 from mmbert.errors import UsageError
-from tokenizer.shards import PackedShards, check_row_width
+from tokenizer.shards import PackedShards, check_row_width, read_footer
 from training.config import PhaseConfig, Recipe
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class RowTable:
         """The tables' row groups, each checked to hold rows of seq_len tokens (from the Parquet footers)."""
         groups, starts, total = [], [], 0
         for file_index, path in enumerate(files):
-            metadata = pq.ParquetFile(path).metadata
+            metadata = read_footer(path)
             for group in range(metadata.num_row_groups):
                 check_row_width(path, metadata, group, seq_len)
                 rows = metadata.row_group(group).num_rows

@@ -22,7 +22,7 @@ import torch
 from mmbert.atomic import atomic_directory, check_output_directory
 from mmbert.errors import UsageError
 from tokenizer.special_tokens import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS
-from training.checkpoint import META_FILE, MODEL_FILE, read_checkpoint_meta
+from training.checkpoint import META_FILE, MODEL_FILE, read_checkpoint_meta, read_weights
 from training.model import ModelConfig
 
 HF_ENCODER_PREFIX = "model."
@@ -127,7 +127,7 @@ def export_checkpoint(ckpt_dir, out_dir, tokenizer=None, overwrite: bool = False
     `tokenizer`: a `tokenizers.Tokenizer`, or a spec `load_tokenizer` accepts ("gemma2", a tokenizer.json, …);
     None uses the one recorded in checkpoint.json. Everything is checked before the output appears, atomically.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     ckpt_dir, out_dir = Path(ckpt_dir), Path(out_dir)
     meta_path, weights_path = ckpt_dir / META_FILE, ckpt_dir / MODEL_FILE
@@ -137,11 +137,10 @@ def export_checkpoint(ckpt_dir, out_dir, tokenizer=None, overwrite: bool = False
         config = ModelConfig.from_dict(meta["model_config"])
     except (TypeError, ValueError) as err:
         raise UsageError(f"{meta_path}: bad model_config: {err}") from err
+    state = to_hf_state_dict(read_weights(weights_path))
+    _check_state(state, to_hf_state_dict(_model_state_names(config)), f"{weights_path} does not match its model_config")
     tok = _resolve_tokenizer(tokenizer if tokenizer is not None else _recorded_tokenizer(meta), meta_path)
     _check_tokenizer(tok, config)
-
-    state = to_hf_state_dict(load_file(str(weights_path)))
-    _check_state(state, to_hf_state_dict(_model_state_names(config)), f"{weights_path} does not match its model_config")
 
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         (tmp / "config.json").write_text(json.dumps(hf_config(config), indent=2) + "\n", encoding="utf-8")

@@ -77,7 +77,7 @@ def merge_checkpoints(
     `density` (TIES only): fraction of each task vector kept (the paper's k, 0.2 by default). `weights`: one per
     checkpoint (default equal). `base`: the checkpoint the inputs were trained from (TIES only).
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import save_file
 
     ckpt_dirs = [Path(d) for d in ckpt_dirs]
@@ -107,7 +107,12 @@ def merge_checkpoints(
                              "only one model can merge")
 
     with ExitStack() as stack:
-        handles = [stack.enter_context(safe_open(str(d / MODEL_FILE), framework="pt")) for d in sources]
+        handles = []
+        for directory in sources:
+            try:
+                handles.append(stack.enter_context(safe_open(str(directory / MODEL_FILE), framework="pt")))
+            except SafetensorError as error:
+                raise UsageError(f"{directory / MODEL_FILE}: not a readable safetensors file ({error})") from None
         keys = set(handles[0].keys())
         for directory, handle in zip(sources[1:], handles[1:]):
             if set(handle.keys()) != keys:

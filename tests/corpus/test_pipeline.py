@@ -227,6 +227,16 @@ def test_stats_and_thresholds_commands(built, tmp_path, capsys):
     (foreign / "_SUCCESS").touch()
     capsys.readouterr()
     assert main(["corpus", "stats", str(foreign)]) == 2 and "has no stats.json" in capsys.readouterr().err
+    (foreign / "stats.json").write_text("{cut sho")
+    for command in ("stats", "thresholds"):
+        assert main(["corpus", command, str(foreign)]) == 2
+        assert "stats.json is not readable JSON" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"  # a corpus part cut short: named, not an Arrow traceback
+    shutil.copytree(output, damaged)
+    part = sorted(damaged.glob("*/part-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:100])
+    assert main(["corpus", "thresholds", str(damaged)]) == 2
+    assert "not a readable corpus part" in capsys.readouterr().err
 
 
 def test_thresholds_are_keyed_as_the_pipeline_looks_them_up():

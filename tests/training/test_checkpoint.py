@@ -147,3 +147,17 @@ def test_export_and_merge_refuse_an_output_that_would_delete_their_checkpoints(t
     assert load_checkpoint(first)[1]["model_config"] and load_checkpoint(second)[1]["model_config"]
     with pytest.raises(UsageError, match=r"weights must be 2 non-negative numbers"):
         merge_checkpoints([first, second], tmp_path / "merged", method="average", weights=[float("nan"), 1.0])
+
+
+def test_weights_cut_short_are_named_by_every_reader(tmp_path, trained):
+    from training.hf import export_checkpoint
+    from training.merge import merge_checkpoints
+
+    checkpoint, other = save(tmp_path, 2, *trained), save(tmp_path / "other", 2, *trained)
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    for read in (lambda: load_checkpoint(checkpoint),
+                 lambda: export_checkpoint(checkpoint, tmp_path / "hf", tokenizer="gemma2"),
+                 lambda: merge_checkpoints([checkpoint, other], tmp_path / "merged")):
+        with pytest.raises(UsageError, match="model.safetensors: not a readable safetensors file"):
+            read()

@@ -277,3 +277,20 @@ def test_shards_packed_under_labels_the_registry_has_since_merged_or_dropped_rea
     for open_shards in (read_packed_shards, LoaderShards.open):
         with pytest.raises(UsageError, match=r"fra_Latn, but there is no <label>/train directory"):
             open_shards(renamed)
+
+
+def test_a_shard_cut_short_is_named_by_the_mixture_job_and_the_loader(shards_64, tmp_path):
+    import shutil
+
+    from languages.mixture import read_packed_shards
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(shards_64, damaged)
+    part = sorted((damaged / "eng_Latn" / "train").glob("part-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:200])
+    with pytest.raises(UsageError, match=r"eng_Latn/train/part-.*not a readable Parquet file"):
+        read_packed_shards(damaged)
+    phases = [{"name": "p", "languages": ["eng_Latn"], "temperature": 0.7, "budget": 1024, "mask_rate": 0.3,
+               "seq_len": 64}]
+    with pytest.raises(UsageError, match=r"eng_Latn/train/part-.*not a readable Parquet file"):
+        TrainLoader(recipe(damaged, phases))
