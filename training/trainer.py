@@ -61,6 +61,9 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
     for name, rows in (("batch.global_size", b.global_size), ("batch.warmup_min_size", b.warmup_min_size)):
         if rows and rows % ctx.world_size:
             raise UsageError(f"{name} ({rows}) must be a multiple of the number of processes ({ctx.world_size})")
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists() or p == Path(p.anchor or "."))
+    if existing.exists() and not existing.is_dir():  # found now, not after the data and the model are loaded
+        raise UsageError(f"--output {run_dir}: {existing} is a file; name a directory for the run")
     resume_from = ckpt.find_resume_checkpoint(run_dir, resume)
     if resume_from is None and ckpt.list_checkpoints(run_dir / "checkpoints"):
         raise UsageError(f"{run_dir} already has checkpoints: pass --resume auto to continue it, "

@@ -169,6 +169,11 @@ def test_unusable_runs_exit_2_before_writing(shards_64, tmp_path, capsys):
     assert main(train + [f"data.shards={shards_64}", "model.max_position_embeddings=32"]) == 2
     assert "model.max_position_embeddings 32 is shorter than the longest phase's seq_len 64" in capsys.readouterr().err
     assert not run.exists()
+    (tmp_path / "afile").write_text("not a directory")
+    for output in (tmp_path / "afile", tmp_path / "afile" / "run"):
+        train[train.index("--output") + 1] = str(output)
+        assert main(train + [f"data.shards={shards_64}"]) == 2
+        assert "afile is a file; name a directory for the run" in capsys.readouterr().err
 
 
 def test_export_and_merge_commands_take_checkpoints_or_runs(reference_run, shards_64, tmp_path, capsys):
