@@ -213,10 +213,14 @@ def normalize_list(values: str | list[str] | None, option: str = "--languages") 
               for piece in value.split(",") if piece.strip()]
     if not pieces:
         raise UsageError(f"{option} names no language")
-    try:
-        return list(dict.fromkeys(normalize(piece) for piece in pieces))
-    except UnknownLanguage as error:
-        raise UsageError(f"{option}: {error}") from None
+    labels = []
+    for piece in pieces:
+        try:
+            labels.append(normalize(piece))
+        except UnknownLanguage as error:
+            detail = "" if repr(piece) in str(error) else f" ({error})"  # `xxx_Zzzz` fails on its code `xxx`
+            raise UsageError(f"{option}: unknown language label {piece!r}{detail}") from None
+    return list(dict.fromkeys(labels))
 
 
 def _checked_script(script: str) -> str:

@@ -103,8 +103,10 @@ def test_language_options_parse_one_way_in_every_command():
     for nothing in (",", " , ", [","], []):
         with pytest.raises(UsageError, match="--languages names no language"):
             normalize_list(nothing)
-    with pytest.raises(UsageError, match="--only: unknown language code 'xyz'"):
+    with pytest.raises(UsageError, match="--only: unknown language label 'xyz'$"):
         normalize_list("fr,xyz", "--only")
+    with pytest.raises(UsageError, match=r"unknown language label 'xxx_Zzzz' \(unknown language code 'xxx'\)"):
+        normalize_list("xxx_Zzzz")  # the whole label is named, not only the part that failed
 
 
 def test_the_fasttext_prefix_is_stripped_whatever_its_case():
