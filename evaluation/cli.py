@@ -136,7 +136,7 @@ def eval_command(args) -> int:
         raise UsageError(f"--learning-rate must be > 0, got {args.learning_rate}")
     transfer_from = normalize_list(args.transfer_from, "--transfer-from")[0]
     # Read and check every input before loading the model, so bad data fails in a second, not after a model load.
-    manifest = mlm.read_manifest(args.shards) if "mlm" in tasks else {}
+    manifest = mlm.open_shards(args.shards).manifest if "mlm" in tasks else {}
     bitext = examples = None
     if "retrieval" in tasks or "fertility" in tasks:
         bitext = retrieval.read_bitext(args.retrieval_data or retrieval.DEFAULT_DATA)

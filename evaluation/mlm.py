@@ -1,6 +1,6 @@
 """Masked-token accuracy and pseudo-perplexity per language on the held-out packed shards (never trained on).
 
-In:  SHARDS/<label>/heldout/*.parquet (`input_ids`, `document_lengths`; see `mmbert tokenizer pack`) and
+In:  SHARDS/<label>/heldout/part-*.parquet (`input_ids`, `document_lengths`; see `mmbert tokenizer pack`) and
      SHARDS/manifest.json (the tokenizer the shards were packed with).
 Out: per language `accuracy` (top-1 prediction at a masked position) and `pseudo_perplexity` (Salazar et al., 2020).
 
@@ -12,7 +12,6 @@ the numbers do not depend on batch size or on which other tokens happen to be ma
 
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 
@@ -23,22 +22,15 @@ from evaluation.metrics import pseudo_perplexity, token_log_likelihoods
 from evaluation.models import EncoderUnderTest
 from evaluation.results import Result, skipped
 from mmbert.errors import UsageError
+from tokenizer.shards import PackedShards
 
 TASK = "mlm"
 REQUIRED_COLUMNS = ("input_ids", "document_lengths")
 
 
-def read_manifest(shards: str | Path) -> dict:
-    shards = Path(shards)
-    if not shards.is_dir():
-        raise UsageError(f"shards directory not found: {shards}")
-    path = shards / "manifest.json"
-    if not path.is_file():
-        raise UsageError(f"{shards}: no manifest.json (is it the output of `mmbert tokenizer pack`?)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UsageError(f"{path}: not valid JSON ({error}); rerun `mmbert tokenizer pack`") from None
+def open_shards(shards: str | Path | PackedShards) -> PackedShards:
+    """The packed shards, opened and checked as training and mixtures open them (UsageError if unfinished)."""
+    return shards if isinstance(shards, PackedShards) else PackedShards.open(shards)
 
 
 def document_tail_languages(manifest: dict) -> list[str]:
@@ -47,8 +39,9 @@ def document_tail_languages(manifest: dict) -> list[str]:
                   if isinstance(entry, dict) and entry.get("heldout_is_document_tail"))
 
 
-def heldout_languages(shards: str | Path) -> list[str]:
-    return sorted(p.parent.name for p in Path(shards).glob("*/heldout") if any(p.glob("*.parquet")))
+def heldout_languages(shards: str | Path | PackedShards) -> list[str]:
+    shards = open_shards(shards)
+    return sorted(label for label in shards.directories if shards.files(label, "heldout"))
 
 
 def read_heldout_pieces(shards: str | Path, language: str) -> list[np.ndarray]:
@@ -56,7 +49,7 @@ def read_heldout_pieces(shards: str | Path, language: str) -> list[np.ndarray]:
     import pyarrow.parquet as pq
 
     pieces = []
-    for path in sorted((Path(shards) / language / "heldout").glob("*.parquet")):
+    for path in open_shards(shards).files(language, "heldout"):
         table = pq.read_table(path)
         missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
         if missing:
@@ -128,11 +121,11 @@ def score_positions(model: EncoderUnderTest, pieces: list[np.ndarray], positions
 
 def evaluate_mlm(model: EncoderUnderTest, shards: str | Path, languages: list[str] | None, positions: int,
                  seed: int) -> list[Result]:
-    manifest = read_manifest(shards)
-    available = heldout_languages(shards)
+    shards = open_shards(shards)
+    manifest, available = shards.manifest, heldout_languages(shards)
     if languages is None:
         if not available:
-            raise UsageError(f"{shards}: no <language>/heldout/*.parquet files")
+            raise UsageError(f"{shards.path}: no <language>/heldout/part-*.parquet files")
         languages = available
     names = ("accuracy", "pseudo_perplexity")
     if model.mlm is None:
@@ -143,7 +136,7 @@ def evaluate_mlm(model: EncoderUnderTest, shards: str | Path, languages: list[st
         reason = tokenizer_mismatch(model, manifest)
     results = []
     for language in languages:
-        why = reason or (None if language in available else f"no held-out shards for {language} in {shards}")
+        why = reason or (None if language in available else f"no held-out shards for {language} in {shards.path}")
         if why is not None:
             results += [skipped(model.name, TASK, language, metric, why) for metric in names]
             continue

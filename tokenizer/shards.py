@@ -74,10 +74,14 @@ class PackedShards:
     def vocab_size(self) -> int | None:
         return (self.manifest.get("tokenizer") or {}).get("vocab_size")
 
-    def train_files(self, language: str) -> list[Path]:
-        """The language's train Parquet files, directory by directory, each in name order (none if it has none)."""
+    def files(self, language: str, split: str) -> list[Path]:
+        """The language's Parquet files of one split (`train`, `heldout`), directory by directory, each in name
+        order (none if it has none)."""
         return [file for directory in self.directories.get(language, ())
-                for file in sorted((self.path / directory / "train").glob("part-*.parquet"))]
+                for file in sorted((self.path / directory / split).glob("part-*.parquet"))]
+
+    def train_files(self, language: str) -> list[Path]:
+        return self.files(language, "train")
 
 
 def read_footer(file: Path):

@@ -185,7 +185,7 @@ def test_classification_file_without_a_label_column(tmp_path, tiny_xlmr, capsys)
     (["--tasks", "mlm"], "--tasks mlm needs --shards"),
     (["--tasks", "mlm,parsing"], "unknown task(s) parsing"),
     (["--languages", "xx_Nope"], "--languages"),
-    (["--tasks", "mlm", "--shards", "{tmp}"], "no manifest.json"),
+    (["--tasks", "mlm", "--shards", "{tmp}"], "not a finished packed-shards directory: _SUCCESS is missing"),
     (["--tasks", "retrieval", "--retrieval-data", "{tmp}/absent"], "retrieval data directory not found"),
     (["--learning-rate", "0"], "--learning-rate must be > 0"),
     (["--schedule", "{tmp}/absent.yaml"], "schedule file not found"),
@@ -268,3 +268,18 @@ def test_an_output_that_holds_what_eval_reads_is_refused_even_with_overwrite(tmp
     error = run_failing(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--output",
                          str(tmp_path / "a"), "--overwrite"], capsys)
     assert "must not be or hold the results directory it reads" in error and (tmp_path / "a" / "results.csv").exists()
+
+
+def test_eval_reads_held_out_shards_under_todays_labels(udhr_shards, tmp_path):
+    """A directory packed under an older spelling (`fra` for `fra_Latn`) is scored under the registry label, as
+    training and mixtures read it."""
+    import shutil
+
+    from evaluation.mlm import heldout_languages, read_heldout_pieces
+
+    renamed = tmp_path / "shards"
+    shutil.copytree(udhr_shards, renamed)
+    (renamed / "fra_Latn").rename(renamed / "fra")
+    assert "fra_Latn" in heldout_languages(renamed) and "fra" not in heldout_languages(renamed)
+    original = read_heldout_pieces(udhr_shards, "fra_Latn")
+    assert [p.tolist() for p in read_heldout_pieces(renamed, "fra_Latn")] == [p.tolist() for p in original]
