@@ -34,13 +34,12 @@ import xxhash
 
 from languages.sampling import temperature_weights, token_budgets
 from mmbert.errors import RunFailed, UsageError
-from tokenizer.shards import PackedShards, check_row_width, read_footer
+from tokenizer.shards import PackedShards, check_row_width, read_footer, write_rows
 
 if TYPE_CHECKING:
     from languages.schedule import Phase
 
 DEFAULT_ROWS_PER_FILE = 16_384  # 16k rows × 1,024 tokens × 4 bytes ≈ 64 MiB of input_ids per file
-ROW_GROUP_TOKENS = 2**20  # row groups of ~1M tokens: what a training loader decodes at a time
 READ_TOKENS = 16 * 2**20  # rows read per Beam element: consecutive row groups of one packed file
 _FEISTEL_ROUNDS = 6
 
@@ -381,7 +380,6 @@ def _part_path(output: str, phase: str, index: int) -> Path:
 def write_mixture_file(element, output: str, seq_len: int):
     """Sort one key range's rows by key and write them as one part file; yield (phase, per-language counts)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     (phase, index), batches = element
     schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("document_lengths", pa.list_(pa.int32())),
@@ -396,8 +394,7 @@ def write_mixture_file(element, output: str, seq_len: int):
     path.parent.mkdir(parents=True, exist_ok=True)
     # One schema for every file (list field names differ between writers); the whole output directory is renamed
     # into place at the end, so a plain write is safe here.
-    pq.write_table(table.select(schema.names).cast(schema), path, compression="zstd",
-                   row_group_size=max(1, ROW_GROUP_TOKENS // seq_len))
+    write_rows(table.select(schema.names).cast(schema), path, seq_len)
     counts = table.group_by("language").aggregate([("tokens", "sum"), ("tokens", "count")]).to_pylist()
     yield phase, {entry["language"]: {"rows": entry["tokens_count"], "tokens": entry["tokens_sum"]} for entry in counts}
 

@@ -41,15 +41,13 @@ from mmbert.errors import UsageError
 from tokenizer.corpus_files import corpus_languages, normalize_labels, read_texts
 from tokenizer.documents import MAX_DOCUMENT_CHARS, clean_text, document_hash, shard_indices, split_mask
 from tokenizer.gemma import describe_tokenizer, load_tokenizer, resolve_tokenizer_file
+from tokenizer.shards import write_rows
 from tokenizer.special_tokens import (CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, check_special_ids,
                                       encode_special_tokens_as_text)
 
 SPLITS = ("train", "heldout")
 DEFAULT_SHARD_TEXT_BYTES = 256 * 2**20
 ENCODE_BATCH_DOCUMENTS = 512
-# Parquet row groups of 256K tokens (1 MB of int32): the training loader holds one decoded group per language it
-# reads (training/data.py RowGroupCache), up to 1,870 of them in mmBERT's last phase.
-ROW_GROUP_TOKENS = 2**18
 
 
 def pack_documents(token_id_lists: Iterable[Sequence[int]], seq_len: int) -> Iterator[tuple[np.ndarray, list[int]]]:
@@ -108,10 +106,7 @@ def write_shard(path: str | Path, packed: PackedRows) -> None:
     Beam bundle simply rewrites the same file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    seq_len = packed.input_ids.shape[1]
-    # No dictionary encoding: token ids have too many distinct values for it to pay; it only slows writes and reads.
-    pq.write_table(packed_table(packed), path, row_group_size=max(1, ROW_GROUP_TOKENS // seq_len),
-                   compression="zstd", use_dictionary=False)
+    write_rows(packed_table(packed), path, packed.input_ids.shape[1])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -84,6 +84,21 @@ class PackedShards:
         return self.files(language, "train")
 
 
+# Parquet row groups of 256K tokens (1 MB of int32): the training loader holds one decoded group per language it
+# reads (training/data.py RowGroupCache), up to 1,870 of them in mmBERT's last phase.
+ROW_GROUP_TOKENS = 2**18
+
+
+def write_rows(table, path: str | Path, seq_len: int) -> None:
+    """Packed rows (input_ids, document_lengths[, language]) as every reader expects them: zstd, row groups of
+    ROW_GROUP_TOKENS. Token ids get no dictionary (too many distinct values: it only slows writes and reads); a
+    language column does. Written in place: callers make their whole output directory atomic."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, str(path), row_group_size=max(1, ROW_GROUP_TOKENS // seq_len), compression="zstd",
+                   use_dictionary=[name for name in table.column_names if name == "language"])
+
+
 def read_footer(file: Path):
     """A shard's Parquet metadata; UsageError naming the file when it is not readable Parquet (a copy cut short)."""
     import pyarrow.parquet as pq
