@@ -93,9 +93,12 @@ def band_keys(signature: np.ndarray, config: MinHashConfig = MinHashConfig()) ->
     return [(band, xxhash.xxh64_intdigest(rows[band].tobytes())) for band in range(config.bands)]
 
 
-def estimated_jaccard(first: np.ndarray, second: np.ndarray) -> float:
-    """Fraction of equal minima: an unbiased estimate of the Jaccard similarity of the two n-gram sets."""
-    return float(np.count_nonzero(first == second)) / len(first)
+def estimated_jaccard(first: np.ndarray, second: np.ndarray) -> float | np.ndarray:
+    """Fraction of equal minima: an unbiased estimate of the Jaccard similarity of the two n-gram sets. `first` may
+    be a (k, n) stack of signatures: then the k estimates against `second` at once."""
+    if first.ndim == 1:
+        return float(np.count_nonzero(first == second)) / len(first)
+    return np.count_nonzero(first == second, axis=1) / len(second)
 
 
 def jaccard(first: set, second: set) -> float:

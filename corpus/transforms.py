@@ -275,9 +275,7 @@ class _BucketDuplicates(beam.DoFn):
         for member_key, signature, member_weight in members:
             signature = np.frombuffer(signature, dtype=np.uint64)
             if kept_keys:
-                # Estimated Jaccard with every kept member at once: the share of equal minima.
-                equal = np.count_nonzero(kept[:len(kept_keys)] == signature, axis=1)
-                similar = np.flatnonzero(equal / len(signature) >= self.threshold)
+                similar = np.flatnonzero(dedup.estimated_jaccard(kept[:len(kept_keys)], signature) >= self.threshold)
                 if similar.size:
                     yield beam.pvalue.TaggedOutput("duplicate", ((language, member_key), 1))
                     # An edge to the first (smallest) kept member it matches; the same one may come from other bands.

@@ -190,3 +190,10 @@ def test_normalisation_and_signature_are_deterministic():
 def test_unspaced_scripts_get_word_ngrams():
     thai = "ภาษาไทยเป็นภาษาที่สวยงามและมีประวัติศาสตร์ยาวนาน"
     assert len(shingle_hashes(thai, "tha_Thai", 5)) > 1  # ICU words, not one giant "word"
+
+
+def test_estimated_jaccard_of_a_stack_is_each_pairs_estimate(near_duplicate_pairs):
+    signatures = [minhash_signature(doc["text"], LANGUAGE) for pair in near_duplicate_pairs[:4] for doc in pair[:2]]
+    stack = np.stack(signatures[1:])
+    assert estimated_jaccard(stack, signatures[0]).tolist() == [estimated_jaccard(s, signatures[0])
+                                                                for s in signatures[1:]]
