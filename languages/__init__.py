@@ -5,4 +5,6 @@
 - `languages.scripts`: the dominant ISO 15924 script of a text.
 - `languages.schedule`: training phases (mmBERT's 60 → 110 → 1833 by default, or a YAML file).
 - `languages.sampling`: temperature sampling p_i ∝ n_i^τ and per-language token budgets with epoch caps.
+- `languages.mixture` (+ `mixture_cli`): each phase's language mix materialised from packed shards, a Beam job
+  (`mmbert languages mix`).
 """

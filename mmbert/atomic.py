@@ -1,7 +1,9 @@
 """Outputs that appear whole or not at all.
 
-Every stage writes into a temporary sibling and renames it into place at the end, so a crash or a kill never leaves
-a half-written file or directory that a later stage could mistake for a finished one.
+Every stage writes a local output into a temporary sibling and renames it into place at the end, so a crash or a
+kill never leaves a half-written file or directory that a later stage could mistake for a finished one. (A remote
+corpus or crawl output, on an object store without renames, is written in place and marked finished by `_SUCCESS`.)
+`check_output_directory` is the one check, before any work, of what a command may write and replace.
 """
 
 from __future__ import annotations
