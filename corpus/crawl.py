@@ -65,8 +65,8 @@ def register(corpus_subparsers) -> argparse.ArgumentParser:
                    help="skip responses larger than this (default: %(default)s)")
     p.add_argument("--max-redirects", type=int, default=defaults.max_redirects, metavar="N",
                    help="(default: %(default)s)")
-    p.add_argument("--shards", type=int, default=1, metavar="N",
-                   help="number of WARC files; one worker writes each, so keep a shard to ~1 GB (default: %(default)s)")
+    p.add_argument("--num-files", type=int, default=1, metavar="N",
+                   help="number of WARC files; one worker writes each, so keep a file to ~1 GB (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=8, metavar="N",
                    help="DirectRunner threads, i.e. hosts fetched at once (default: %(default)s)")
     add_runner_arguments(p)
@@ -89,7 +89,7 @@ def crawl_command(args: argparse.Namespace) -> int:
         args.urls,
         args.output,
         policy,
-        num_shards=args.shards,
+        num_shards=args.num_files,
         num_workers=args.num_workers,
         overwrite=args.overwrite,
         pipeline_args=runner_arguments(args),
@@ -124,7 +124,7 @@ def check_arguments(urls: str, output: str, policy: CrawlPolicy, num_shards: int
             named.append(f"{POLICY_FLAGS[field]} ({problem})" if field in POLICY_FLAGS else problem)
         raise UsageError("; ".join(named))
     if num_shards < 1:
-        raise UsageError(f"--shards must be >= 1, got {num_shards}")
+        raise UsageError(f"--num-files must be >= 1, got {num_shards}")
     if num_workers < 1:
         raise UsageError(f"--num-workers must be >= 1, got {num_workers}")
     try:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 
-from mmbert.argtypes import token_count
-from mmbert.errors import UsageError
+from mmbert.argtypes import positive_float, token_count
 
 EPILOG = """\
 examples:
@@ -69,7 +67,7 @@ def register(subparsers) -> None:
     sample.add_argument("--phase", help="only this phase (default: every phase)")
     sample.add_argument("--budget", type=token_count, metavar="TOKENS",
                         help="phase token budget: 2.3T, 600B, 1e9 (default: the schedule's, if any)")
-    sample.add_argument("--max-epochs", type=float, help="cap on epochs over one language's data")
+    sample.add_argument("--max-epochs", type=positive_float, help="cap on epochs over one language's data")
     sample.add_argument("--format", choices=("table", "json"), default="table")
     sample.add_argument("--plot", help="write the distribution per phase (log scale) to this PNG")
     sample.add_argument("--ignore-unknown", action="store_true", help="drop unknown language codes instead of failing")
@@ -148,8 +146,6 @@ def counts_command(args) -> int:
 def sample_command(args) -> int:
     from languages.sampling import read_counts_csv, temperature_weights, token_budgets
 
-    if args.max_epochs is not None and not (math.isfinite(args.max_epochs) and args.max_epochs > 0):
-        raise UsageError(f"--max-epochs must be > 0, got {args.max_epochs:g}")
     counts = read_counts_csv(args.counts, ignore_unknown=args.ignore_unknown)
     phases = _selected_phases(args, counts)
     sampled = {label for phase in phases for label in phase.languages}

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from mmbert.argtypes import positive_float, positive_int, token_count
+from mmbert.argtypes import non_negative_int, positive_float, positive_int, token_count
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
@@ -49,7 +49,7 @@ def register_mix(languages_commands) -> None:
                      help="token budget of every selected phase, e.g. 50M (default: each phase's `budget:`)")
     mix.add_argument("--max-epochs", type=positive_float, metavar="E",
                      help="at most E passes over one language's rows (default: each phase's `max_epochs:`, else none)")
-    mix.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the row orders and the shuffle (default: 0)")
+    mix.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="seed of the row orders and the shuffle (default: 0)")
     mix.add_argument("--num-workers", type=positive_int, default=1, metavar="N",
                      help="Beam DirectRunner workers (default: 1; the output does not depend on it)")
     mix.add_argument("--rows-per-file", type=positive_int, default=None, metavar="R",

@@ -58,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        # A group without a sub-command (`mmbert languages`) prints that group's help.
+        # No command, or a group without its sub-command (`mmbert languages`): that level's help, and the exit
+        # status of any unusable arguments (a script's `mmbert corpus && …` must not read it as done).
         (getattr(args, "group_parser", None) or parser).print_help()
-        return 2 if args.command is None else 0
+        return 2
     quiet_beam_import_warning()  # before any handler imports Beam
     try:
         return int(args.func(args) or 0)

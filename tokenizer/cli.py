@@ -3,7 +3,7 @@ measure fertility. Each handler imports its heavy libraries itself so `mmbert --
 
 from __future__ import annotations
 
-from mmbert.argtypes import positive_float, positive_int
+from mmbert.argtypes import non_negative_int, positive_float, positive_int
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.cli import HelpFormatter
 
@@ -84,7 +84,7 @@ def _add_pack(commands) -> None:
     p.add_argument("--shard-mb", type=positive_float, default=256.0,
                    help="target text megabytes per output shard; sets how many shards (and parallel packers) "
                         "a large language gets (default 256)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the document hash (held-out choice and order)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the document hash (held-out choice and order)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     add_runner_arguments(p)
     p.set_defaults(func=_pack)
@@ -127,7 +127,7 @@ def _add_train(commands) -> None:
                         "default 0.3)")
     p.add_argument("--max-mb", type=positive_float, default=200.0, help="megabytes of training text to draw (default 200)")
     p.add_argument("--languages", help="comma-separated registry labels (default: all in the corpus)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the text sample")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the text sample")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.set_defaults(func=_train)
 

@@ -477,7 +477,7 @@ def test_crawl_refuses_unusable_arguments_before_writing(tmp_path):
         run_crawl(str(tmp_path / "missing.txt"), str(tmp_path / "out"), fast_policy())
     with pytest.raises(UsageError, match="max_bytes"):
         run_crawl(str(urls), str(tmp_path / "out"), fast_policy(max_bytes=0))
-    with pytest.raises(UsageError, match="--shards"):
+    with pytest.raises(UsageError, match="--num-files"):
         run_crawl(str(urls), str(tmp_path / "out"), fast_policy(), num_shards=0)
     with pytest.raises(UsageError, match="is a directory"):
         run_crawl(str(tmp_path), str(tmp_path / "out"), fast_policy())

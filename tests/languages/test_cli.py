@@ -80,7 +80,7 @@ def test_normalize_command():
 @pytest.mark.parametrize("flag, value, message", [
     ("--budget", "nan", "expected a number of tokens"), ("--budget", "inf", "expected a number of tokens"),
     ("--budget", "0", "at least 1"),
-    ("--max-epochs", "inf", "--max-epochs must be > 0"),
+    ("--max-epochs", "inf", "argument --max-epochs: must be > 0"), ("--max-epochs", "-1", "must be > 0"),
 ])
 def test_sample_non_finite_numbers_exit_2(tmp_path, flag, value, message):
     counts = tmp_path / "counts.csv"
