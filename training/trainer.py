@@ -56,58 +56,17 @@ def train(recipe: Recipe, run_dir: str | Path, resume: str | None = None, progre
 
 
 def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ctx: Distributed) -> dict:
-    # ---- checks that need no work: batch shape, run directory, checkpoint to resume from
-    b = recipe.batch
-    for name, rows in (("batch.global_size", b.global_size), ("batch.warmup_min_size", b.warmup_min_size)):
-        if rows and rows % ctx.world_size:
-            raise UsageError(f"{name} ({rows}) must be a multiple of the number of processes ({ctx.world_size})")
-    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists() or p == Path(p.anchor or "."))
-    if existing.exists() and not existing.is_dir():  # found now, not after the data and the model are loaded
-        raise UsageError(f"--output {run_dir}: {existing} is a file; name a directory for the run")
-    resume_from = ckpt.find_resume_checkpoint(run_dir, resume)
-    if resume_from is None and ckpt.list_checkpoints(run_dir / "checkpoints"):
-        raise UsageError(f"{run_dir} already has checkpoints: pass --resume auto to continue it, "
-                         "or choose another --output")
-
-    # ---- data (opens every phase's shards and checks languages and sequence lengths)
-    loader = TrainLoader(recipe, ctx.rank, ctx.world_size)
+    resume_from = _check_run(recipe, run_dir, resume, ctx)  # checks that need no work
+    loader = TrainLoader(recipe, ctx.rank, ctx.world_size)  # opens every phase's data, checks languages and lengths
 
     # ---- model
-    first = recipe.phases[0]
-    overrides = {key: value for key, value in recipe.model.items() if key != "name"}
-    overrides.setdefault("global_rope_theta", first.rope_theta_global)
-    overrides.setdefault("local_rope_theta", first.rope_theta_local)
-    if loader.vocab_size:
-        overrides.setdefault("vocab_size", loader.vocab_size)
-    try:
-        config = ModelConfig.named(recipe.model["name"], **overrides)
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"model: {error}") from None
-    if loader.vocab_size and config.vocab_size < loader.vocab_size:
-        raise UsageError(f"model.vocab_size {config.vocab_size} is smaller than the shards' tokenizer "
-                         f"vocabulary ({loader.vocab_size})")
-    longest = max(phase.seq_len for phase in recipe.phases)
-    if config.max_position_embeddings < longest:  # the export records it, and evaluation caps its inputs there
-        raise UsageError(f"model.max_position_embeddings {config.max_position_embeddings} is shorter than the "
-                         f"longest phase's seq_len {longest}: set model.max_position_embeddings={longest}")
+    config = _model_config(recipe, loader)
     torch.manual_seed(recipe.seed)  # the same initial weights on every process and every run
     model = MaskedLM(config)
     state = {"step": 0, "tokens_seen": 0, "tokens_per_language": {}}
     trainer_state: dict = {}
     if resume_from is not None:
-        weights, meta, trainer_state = ckpt.load_checkpoint(resume_from)
-        if "loader" not in trainer_state:
-            raise UsageError(f"{resume_from} holds weights but no training state (a merged checkpoint?): "
-                             "it cannot be resumed")
-        free = TRAINING_FIELDS | PHASE_FIELDS  # what phases and training settings change in one model
-        differs = sorted(key for key, value in config.to_dict().items()
-                         if key not in free and meta["model_config"].get(key) != value)
-        if differs:
-            raise UsageError(f"{resume_from} is a different model from the recipe's: " + ", ".join(
-                f"{key} {meta['model_config'].get(key)!r} there, {getattr(config, key)!r} here" for key in differs))
-        model.set_rope_theta(meta["model_config"]["global_rope_theta"], meta["model_config"]["local_rope_theta"])
-        model.load_state_dict(weights)
-        loader.load_state_dict(trainer_state["loader"])
+        trainer_state = _restore(resume_from, config, model, loader)
         state = {key: trainer_state[key] for key in state}
         if ctx.is_main:
             log.info("resumed from %s (step %d)", resume_from, state["step"])
@@ -194,6 +153,63 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         bar.close()
     metrics.close()
     return last
+
+
+def _check_run(recipe: Recipe, run_dir: Path, resume: str | None, ctx: Distributed) -> Path | None:
+    """Batch shape against the process count, the run directory, and the checkpoint to resume from (or None)."""
+    b = recipe.batch
+    for name, rows in (("batch.global_size", b.global_size), ("batch.warmup_min_size", b.warmup_min_size)):
+        if rows and rows % ctx.world_size:
+            raise UsageError(f"{name} ({rows}) must be a multiple of the number of processes ({ctx.world_size})")
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists() or p == Path(p.anchor or "."))
+    if existing.exists() and not existing.is_dir():  # found now, not after the data and the model are loaded
+        raise UsageError(f"--output {run_dir}: {existing} is a file; name a directory for the run")
+    resume_from = ckpt.find_resume_checkpoint(run_dir, resume)
+    if resume_from is None and ckpt.list_checkpoints(run_dir / "checkpoints"):
+        raise UsageError(f"{run_dir} already has checkpoints: pass --resume auto to continue it, "
+                         "or choose another --output")
+    return resume_from
+
+
+def _model_config(recipe: Recipe, loader: TrainLoader) -> ModelConfig:
+    """The recipe's model, with the first phase's RoPE bases and the shards' vocabulary unless it sets them."""
+    first = recipe.phases[0]
+    overrides = {key: value for key, value in recipe.model.items() if key != "name"}
+    overrides.setdefault("global_rope_theta", first.rope_theta_global)
+    overrides.setdefault("local_rope_theta", first.rope_theta_local)
+    if loader.vocab_size:
+        overrides.setdefault("vocab_size", loader.vocab_size)
+    try:
+        config = ModelConfig.named(recipe.model["name"], **overrides)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"model: {error}") from None
+    if loader.vocab_size and config.vocab_size < loader.vocab_size:
+        raise UsageError(f"model.vocab_size {config.vocab_size} is smaller than the shards' tokenizer "
+                         f"vocabulary ({loader.vocab_size})")
+    longest = max(phase.seq_len for phase in recipe.phases)
+    if config.max_position_embeddings < longest:  # the export records it, and evaluation caps its inputs there
+        raise UsageError(f"model.max_position_embeddings {config.max_position_embeddings} is shorter than the "
+                         f"longest phase's seq_len {longest}: set model.max_position_embeddings={longest}")
+    return config
+
+
+def _restore(resume_from: Path, config: ModelConfig, model: MaskedLM, loader: TrainLoader) -> dict:
+    """Load a checkpoint's weights and loader position into the run; → its trainer state. UsageError when it is
+    not a resumable checkpoint of this model."""
+    weights, meta, trainer_state = ckpt.load_checkpoint(resume_from)
+    if "loader" not in trainer_state:
+        raise UsageError(f"{resume_from} holds weights but no training state (a merged checkpoint?): "
+                         "it cannot be resumed")
+    free = TRAINING_FIELDS | PHASE_FIELDS  # what phases and training settings change in one model
+    differs = sorted(key for key, value in config.to_dict().items()
+                     if key not in free and meta["model_config"].get(key) != value)
+    if differs:
+        raise UsageError(f"{resume_from} is a different model from the recipe's: " + ", ".join(
+            f"{key} {meta['model_config'].get(key)!r} there, {getattr(config, key)!r} here" for key in differs))
+    model.set_rope_theta(meta["model_config"]["global_rope_theta"], meta["model_config"]["local_rope_theta"])
+    model.load_state_dict(weights)
+    loader.load_state_dict(trainer_state["loader"])
+    return trainer_state
 
 
 def _stop_if_diverged(loss: float, step: int) -> None:
