@@ -228,14 +228,8 @@ def run_command(args) -> int:
             [sys.executable, "-m", "mmbert", *command]
         marker = markers / f"{name}.json"
         fingerprint = input_fingerprint(stage_args, output, writes)
-        previous = json.loads(marker.read_text()) if marker.is_file() else {}
-        # Another interpreter path (a moved or rebuilt .venv) does not make a finished stage run again. Markers
-        # written before "args" existed recorded the full command and its fingerprint: compare those.
-        if "args" in previous:
-            same = previous["args"] == stage_args and previous.get("inputs") == fingerprint
-        else:
-            same = previous.get("command") == full and previous.get("inputs") == input_fingerprint(full, output)
-        done = not redo and same and (result is None or result.exists())
+        done = not redo and _finished_earlier(marker, stage_args, fingerprint, full, output) and \
+            (result is None or result.exists())
         upstream_ran = redo  # an earlier stage ran (or --force): this stage's inputs are new
         redo = redo or (not done and result is not None)
         header = f"[{number}/{len(stages)}] {name}"
@@ -281,6 +275,21 @@ def run_command(args) -> int:
     report = write_report(output, stages)
     print(f"\nall {len(stages)} stages done in {time.monotonic() - started:.0f} s\nreport: {report.resolve()}")
     return 0
+
+
+def _finished_earlier(marker: Path, stage_args: list[str], fingerprint: str, full: list[str], output: Path) -> bool:
+    """Whether the stage's marker records these arguments and inputs. The interpreter is left out of the comparison:
+    a moved or rebuilt .venv does not make a finished stage run again. Markers written before "args" existed
+    recorded the full command and its fingerprint: those are compared."""
+    try:
+        previous = json.loads(marker.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):  # no marker, or one cut short: run the stage
+        return False
+    if not isinstance(previous, dict):
+        return False
+    if "args" in previous:
+        return previous["args"] == stage_args and previous.get("inputs") == fingerprint
+    return previous.get("command") == full and previous.get("inputs") == input_fingerprint(full, output)
 
 
 def prepare_run_directory(run_dir: Path, started: Path, command: list[str], fingerprint: str, forced: bool,
