@@ -138,13 +138,9 @@ def table(stats: dict, top: int | None = None) -> str:
 
 def plot(stats: dict, path: str, top: int = 40) -> None:
     """Horizontal bars of kept and removed bytes per language (the `top` biggest), saved as PNG."""
-    import matplotlib
+    from mmbert.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mmbert.atomic import atomic_file
-
+    plt = pyplot()
     rows = biggest_first(stats)[:top][::-1]  # the same languages as the table's --top, largest at the top
     labels = [label for label, _ in rows]
     kept = [entry["bytes_out"] / 1e6 for _, entry in rows]
@@ -157,6 +153,4 @@ def plot(stats: dict, path: str, top: int = 40) -> None:
     axis.legend(loc="lower right")
     axis.tick_params(axis="y", labelsize=7)
     figure.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120)
-    plt.close(figure)
+    save_png(figure, path, dpi=120)

@@ -17,7 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from evaluation.results import Result
-from mmbert.atomic import atomic_file, write_text_atomic
+from mmbert.atomic import write_text_atomic
+from mmbert.plots import pyplot, save_png
 
 # The metrics drawn, per task; lower is better for the ones in LOWER_IS_BETTER.
 HEADLINE_METRICS = {
@@ -64,20 +65,6 @@ def training_data_amounts(shards: str | Path | None) -> tuple[dict[str, float], 
     return {language.code: float(language.words) for language in all_languages()}, "FineWeb-2 words"
 
 
-def _matplotlib():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure, path: Path) -> None:
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-
-
 def _no_minor_labels(axis) -> None:
     """Log axes over a narrow range label every minor tick, on top of each other; keep the major ones."""
     from matplotlib.ticker import NullFormatter
@@ -87,7 +74,7 @@ def _no_minor_labels(axis) -> None:
 
 
 def plot_sorted(values: dict[str, float], title: str, ylabel: str, path: Path, log: bool = False) -> None:
-    plt = _matplotlib()
+    plt = pyplot()
     ordered = sorted(values.items(), key=lambda item: (-item[1], item[0]))
     figure, axis = plt.subplots(figsize=(max(6.0, 0.14 * len(ordered) + 2), 4))
     axis.bar(range(len(ordered)), [v for _, v in ordered], color="tab:blue")
@@ -96,13 +83,12 @@ def plot_sorted(values: dict[str, float], title: str, ylabel: str, path: Path, l
     if log:
         axis.set_yscale("log")
         _no_minor_labels(axis)
-    _save(figure, path)
-    plt.close(figure)
+    save_png(figure, path, dpi=110, bbox_inches="tight")
 
 
 def plot_by_phase(values: dict[str, float], phase_of: dict[str, str], phases: list[str], title: str, ylabel: str,
                   path: Path, log: bool = False) -> None:
-    plt = _matplotlib()
+    plt = pyplot()
     groups = [(name, [v for k, v in sorted(values.items()) if phase_of.get(k, NOT_SCHEDULED) == name])
               for name in [*phases, NOT_SCHEDULED]]
     groups = [(name, group) for name, group in groups if group]
@@ -116,13 +102,12 @@ def plot_by_phase(values: dict[str, float], phase_of: dict[str, str], phases: li
     if log:
         axis.set_yscale("log")
         _no_minor_labels(axis)
-    _save(figure, path)
-    plt.close(figure)
+    save_png(figure, path, dpi=110, bbox_inches="tight")
 
 
 def plot_vs_data(values: dict[str, float], amounts: dict[str, float], amount_label: str, title: str, ylabel: str,
                  path: Path, log: bool = False) -> None:
-    plt = _matplotlib()
+    plt = pyplot()
     known = sorted(k for k in values if amounts.get(k, 0) > 0)
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.scatter([amounts[k] for k in known], [values[k] for k in known], s=14, color="tab:blue")
@@ -136,8 +121,7 @@ def plot_vs_data(values: dict[str, float], amounts: dict[str, float], amount_lab
     if log:
         axis.set_yscale("log")
     _no_minor_labels(axis)
-    _save(figure, path)
-    plt.close(figure)
+    save_png(figure, path, dpi=110, bbox_inches="tight")
 
 
 def headline_values(results: list[Result]) -> dict[tuple[str, str], dict[str, float]]:
@@ -252,7 +236,7 @@ def write_comparison(runs: list[list[Result]], directory: Path) -> None:
 
 def plot_comparison(values: dict[str, dict[str, float]], title: str, path: Path, log: bool = False) -> None:
     """Grouped bars per language, languages sorted by the first model's score."""
-    plt = _matplotlib()
+    plt = pyplot()
     models = list(values)
     first = values[models[0]]
     languages = sorted(first, key=lambda language: (-first[language], language))
@@ -267,5 +251,4 @@ def plot_comparison(values: dict[str, dict[str, float]], title: str, path: Path,
         axis.set_yscale("log")
         _no_minor_labels(axis)
     axis.legend(fontsize=8)
-    _save(figure, path)
-    plt.close(figure)
+    save_png(figure, path, dpi=110, bbox_inches="tight")

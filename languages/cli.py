@@ -193,13 +193,9 @@ def sample_command(args) -> int:
 
 def plot_distributions(results: dict, path: str) -> None:
     """One panel per phase: sampling probability per language, sorted, on a log scale, beside the data share."""
-    import matplotlib
+    from mmbert.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mmbert.atomic import atomic_file
-
+    plt = pyplot()
     fig, axes = plt.subplots(len(results), 1, figsize=(10, 3.2 * len(results)), squeeze=False)
     for axis, (name, result) in zip(axes[:, 0], results.items()):
         entries = [e for e in result["languages"].values() if e["count"] > 0]
@@ -213,6 +209,4 @@ def plot_distributions(results: dict, path: str) -> None:
         axis.set_ylabel("probability")
         axis.legend(loc="upper right")
     fig.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)

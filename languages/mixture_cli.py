@@ -108,14 +108,11 @@ def mix_command(args) -> int:
 
 def plot_plans(plans: Sequence[PhasePlan], path: str | Path) -> None:
     """One panel per phase: each language's share of the data against its share of the phase (log scale)."""
-    import matplotlib
     import numpy as np
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from mmbert.plots import pyplot, save_png
 
-    from mmbert.atomic import atomic_file
-
+    plt = pyplot()
     figure, axes = plt.subplots(len(plans), 1, figsize=(10, 3.2 * len(plans)), squeeze=False)
     for axis, plan in zip(axes[:, 0], plans):
         ordered = sorted(plan.languages, key=lambda b: -b.available_tokens)
@@ -133,6 +130,4 @@ def plot_plans(plans: Sequence[PhasePlan], path: str | Path) -> None:
             axis.set_xlabel("languages, most data first")
         axis.legend(fontsize=8)
     figure.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120)
-    plt.close(figure)
+    save_png(figure, path, dpi=120)

@@ -356,13 +356,9 @@ def write_report(output: Path, stages) -> Path:
 
 def plot_training_loss(metrics: Path, path: Path) -> None:
     """Masked-LM loss against tokens seen, one colour per phase, from the trainer's metrics JSONL."""
-    import matplotlib
+    from mmbert.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mmbert.atomic import atomic_file
-
+    plt = pyplot()
     by_phase: dict[str, list[tuple[int, float]]] = {}
     for line in metrics.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
@@ -378,6 +374,4 @@ def plot_training_loss(metrics: Path, path: Path) -> None:
     axis.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)

@@ -15,7 +15,7 @@ import csv
 import io
 from pathlib import Path
 
-from mmbert.atomic import atomic_directory, atomic_file, check_output_directory, write_text_atomic
+from mmbert.atomic import atomic_directory, check_output_directory, write_text_atomic
 from mmbert.errors import UsageError
 
 COLUMNS = ("documents", "words", "tokens", "bytes", "tokens_per_word", "bytes_per_token")
@@ -105,12 +105,11 @@ def fertility_csv(results: dict[str, dict[str, dict]]) -> str:
 
 def plot_fertility(results: dict[str, dict[str, dict]], path: Path) -> None:
     """Two panels (tokens per word, bytes per token), languages sorted by the first tokenizer's fertility."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from mmbert.plots import pyplot, save_png
+
+    plt = pyplot()
     names = list(results)
     labels = sorted(results[names[0]], key=lambda label: results[names[0]][label]["tokens_per_word"] or 0)
     positions, width = np.arange(len(labels)), 0.8 / len(names)
@@ -125,9 +124,7 @@ def plot_fertility(results: dict[str, dict[str, dict]], path: Path) -> None:
     axes[0].legend()
     axes[1].set_xticks(positions, labels, rotation=90, fontsize=8)
     figure.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120)
-    plt.close(figure)
+    save_png(figure, path, dpi=120)
 
 
 def run_fertility(corpus_dir, tokenizer_specs: list[str], output=None, languages: list[str] | None = None,
