@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mmbert.argtypes import non_negative_int
+from mmbert.argtypes import non_negative_int, positive_float, positive_int
 from mmbert.errors import UsageError
 
 TASKS = ("mlm", "retrieval", "classification", "fertility")
@@ -63,18 +63,18 @@ def register(subparsers) -> None:
     knobs = parser.add_argument_group("settings")
     knobs.add_argument("--seed", type=non_negative_int, default=0,
                        help="masked positions and classifier initialisation")
-    knobs.add_argument("--batch-size", type=int, default=32)
+    knobs.add_argument("--batch-size", type=positive_int, default=32)
     knobs.add_argument("--device", help="cpu, cuda, cuda:1, … (default: the first GPU if any, else the CPU)")
     knobs.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                        help="bfloat16: weights in bfloat16 for scoring (fine-tuning: autocast), faster on GPUs")
     knobs.add_argument("--max-length", type=int, default=512, help="longest input in tokens")
-    knobs.add_argument("--mlm-positions", type=int, default=1000, help="masked positions scored per language")
+    knobs.add_argument("--mlm-positions", type=positive_int, default=1000, help="masked positions scored per language")
     knobs.add_argument("--retrieval-layer", type=int, default=-1,
                        help="hidden state to mean-pool: 0 the embeddings … L the last layer (-1: last)")
     knobs.add_argument("--transfer-from", default="eng_Latn", help="source language of zero-shot transfer")
     knobs.add_argument("--finetune-encoder", action="store_true", help="train the encoder too, not just the head")
-    knobs.add_argument("--epochs", type=int, default=3, help="epochs of encoder fine-tuning")
-    knobs.add_argument("--learning-rate", type=float, default=2e-5, help="learning rate of encoder fine-tuning")
+    knobs.add_argument("--epochs", type=positive_int, default=3, help="epochs of encoder fine-tuning")
+    knobs.add_argument("--learning-rate", type=positive_float, default=2e-5, help="learning rate of encoder fine-tuning")
 
     commands = parser.add_subparsers(dest="eval_command", metavar="COMMAND")
     compare = commands.add_parser(
@@ -127,13 +127,8 @@ def eval_command(args) -> int:
     languages = normalize_list(args.languages)
     resolve_model_path(args.model)
     pick_device(args.device)
-    for name in ("batch_size", "mlm_positions", "epochs"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_length < 3:  # [CLS] and [SEP] around at least one token of text
         raise UsageError(f"--max-length must be at least 3, got {args.max_length}")
-    if not args.learning_rate > 0:
-        raise UsageError(f"--learning-rate must be > 0, got {args.learning_rate}")
     transfer_from = normalize_list(args.transfer_from, "--transfer-from")[0]
     # Read and check every input before loading the model, so bad data fails in a second, not after a model load.
     manifest = mlm.open_shards(args.shards).manifest if "mlm" in tasks else {}

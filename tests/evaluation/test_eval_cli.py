@@ -187,7 +187,6 @@ def test_classification_file_without_a_label_column(tmp_path, tiny_xlmr, capsys)
     (["--languages", "xx_Nope"], "--languages"),
     (["--tasks", "mlm", "--shards", "{tmp}"], "not a finished packed-shards directory: _SUCCESS is missing"),
     (["--tasks", "retrieval", "--retrieval-data", "{tmp}/absent"], "retrieval data directory not found"),
-    (["--learning-rate", "0"], "--learning-rate must be > 0"),
     (["--schedule", "{tmp}/absent.yaml"], "schedule file not found"),
 ])
 def test_unusable_arguments(arguments, message, tmp_path, tiny_xlmr, capsys):
@@ -238,6 +237,14 @@ def test_help_explains_both_commands(capsys):
             main(argv)
         assert exit_info.value.code == 0
         assert "example" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value", [("--learning-rate", "0"), ("--batch-size", "0"), ("--epochs", "-1"),
+                                         ("--mlm-positions", "0")])
+def test_non_positive_settings_are_refused_by_the_parser(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", str(tmp_path), "--output", str(tmp_path / "out"), flag, value])
+    assert exit_info.value.code == 2 and f"{flag}: must be" in capsys.readouterr().err
 
 
 def test_a_negative_seed_is_refused_before_any_work(tmp_path, capsys):
