@@ -47,14 +47,10 @@ def pipeline_options(pipeline_args, num_workers: int, running_mode: str | None =
 
 
 def _runner(pipeline_args: list[str]) -> str | None:
-    """The value of the last --runner flag (`--runner X` or `--runner=X`), if any."""
-    runner = None
-    for index, arg in enumerate(pipeline_args):
-        if arg == "--runner" and index + 1 < len(pipeline_args):
-            runner = pipeline_args[index + 1]
-        elif arg.startswith("--runner="):
-            runner = arg.split("=", 1)[1]
-    return runner
+    """The runner the flags name (the last --runner, in either spelling), as Beam itself parses it; None if none."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    return PipelineOptions(pipeline_args).view_as(StandardOptions).runner
 
 
 class _DropApitoolsWarning(logging.Filter):
