@@ -102,10 +102,13 @@ class PhaseConfig:
     micro_size: int | None = None  # this phase's micro-batch (default batch.micro_size): long rows need smaller
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-residual")
+
+
 @dataclass
 class TrainingConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
-    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU; bf16-residual: also a bf16 residual stream
     compile: str = "off"  # off | blocks (regional torch.compile; YAML true) | whole (training/compilation.py)
     fsdp: bool = False
     log_every: int = 1
@@ -293,8 +296,8 @@ def _validate(recipe: Recipe, where: str) -> None:
                          f"exceed the phases' total budget ({recipe.total_tokens})")
     if t.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"{where}: training.device: must be auto, cpu or cuda, got {t.device!r}")
-    if t.precision not in ("auto", "fp32", "bf16"):
-        raise UsageError(f"{where}: training.precision: must be auto, fp32 or bf16, got {t.precision!r}")
+    if t.precision not in PRECISIONS:
+        raise UsageError(f"{where}: training.precision: must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     if t.compile not in COMPILE_MODES:
         raise UsageError(f"{where}: training.compile: must be true, false or one of {', '.join(COMPILE_MODES)}, "
                          f"got {t.compile!r}")

@@ -71,8 +71,11 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         if ctx.is_main:
             log.info("resumed from %s (step %d)", resume_from, state["step"])
     model.to(ctx.device)
-    bf16 = recipe.training.precision == "bf16" or (recipe.training.precision == "auto" and ctx.device.type == "cuda")
+    precision = recipe.training.precision
+    bf16 = precision in ("bf16", "bf16-residual") or (precision == "auto" and ctx.device.type == "cuda")
     fsdp = recipe.training.fsdp
+    if precision == "bf16-residual" and not fsdp:  # under FSDP's bf16 policy the stream is bf16 anyway
+        model.residual_dtype = torch.bfloat16
     # bf16 is autocast, or under FSDP its mixed-precision policy (bf16 weights and activations, fp32 master weights).
     outer = wrap_model(model, ctx, fsdp, param_dtype=torch.bfloat16 if bf16 and fsdp else None)
     wrapped = compile_model(model, recipe.training.compile, outer=outer)

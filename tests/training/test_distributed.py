@@ -67,3 +67,19 @@ def test_fsdp_bf16_weights_on_one_process_train_like_fp32(single_process, shards
     weights_fp32, weights_bf16 = load_file(single_process / FINAL), load_file(run / FINAL)
     assert weights_bf16.keys() == weights_fp32.keys()
     assert all(tensor.dtype == torch.float32 for tensor in weights_bf16.values())
+
+
+def test_a_bf16_residual_stream_trains_like_fp32(single_process, shards_64, shards_128, tmp_path):
+    """`training.precision: bf16-residual`: bf16 autocast with the residual stream in bf16 between blocks (the
+    benchmark's `ours:residual=bf16`) follows the fp32 run's losses within bf16 rounding, and saves fp32 weights."""
+    runs = {}
+    for precision in ("bf16-residual", "bf16"):
+        runs[precision] = tmp_path / precision
+        done = run_mmbert("train", "--config", str(TINY_RECIPE), "--output", str(runs[precision]),
+                          *overrides(shards_64, shards_128), f"training.precision={precision}")
+        assert done.returncode == 0, done.stderr[-3000:]
+    run = runs["bf16-residual"]
+    for a, b, autocast in zip(read_metrics(single_process), read_metrics(run), read_metrics(runs["bf16"]), strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=5e-3)
+        assert b["loss"] != a["loss"] and b["loss"] != autocast["loss"]  # bf16, and not only inside the matmuls
+    assert all(tensor.dtype == torch.float32 for tensor in load_file(run / FINAL).values())
