@@ -21,7 +21,7 @@ import torch
 
 from mmbert.atomic import atomic_directory, check_output_directory
 from mmbert.errors import UsageError
-from tokenizer.special_tokens import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS
+from tokenizer.special_tokens import CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKEN_ROLES
 from training.checkpoint import META_FILE, MODEL_FILE, read_checkpoint_meta, read_weights
 from training.model import ModelConfig
 
@@ -201,28 +201,15 @@ def _check_tokenizer(tok, config: ModelConfig) -> None:
 def _write_tokenizer_files(directory: Path, tok, config: ModelConfig) -> None:
     from tokenizers import Tokenizer, processors
 
+    from tokenizer.train import save_for_transformers
+
     # Encoded as the model was trained: every document is [CLS] … [SEP] (tokenizer/pack.py), a pair [CLS] A [SEP] B
     # [SEP]; Gemma 2's own post-processor only adds <bos>. A copy: the caller's tokenizer stays as it was.
     tok = Tokenizer.from_str(tok.to_str())
     cls, sep = SPECIAL_TOKEN_ROLES["cls_token"], SPECIAL_TOKEN_ROLES["sep_token"]
     tok.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1", special_tokens=[(cls, CLS_ID), (sep, SEP_ID)])
-    tok.save(str(directory / "tokenizer.json"))
-    roles = dict(SPECIAL_TOKEN_ROLES)
-    tokenizer_config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "model_max_length": config.max_position_embeddings,
-        "clean_up_tokenization_spaces": False,
-        "model_input_names": ["input_ids", "attention_mask"],
-        **roles,
-        "added_tokens_decoder": {
-            str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False, "normalized": False,
-                     "single_word": False}
-            for t, i in SPECIAL_TOKENS.items()
-        },
-    }
-    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n", encoding="utf-8")
-    (directory / "special_tokens_map.json").write_text(json.dumps(roles, indent=2) + "\n", encoding="utf-8")
+    save_for_transformers(tok, directory, config.max_position_embeddings)  # as `tokenizer train` writes its own
 
 
 # --- import ---------------------------------------------------------------------------------------------------------
