@@ -12,7 +12,7 @@ import argparse
 import csv
 import sys
 
-from mmbert.argtypes import non_negative_int, positive_int, probability
+from mmbert.argtypes import HelpFormatter, non_negative_int, positive_int, probability
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
@@ -39,7 +39,6 @@ Every dropped record is counted under a reason in OUT/stats.json; OUT/_SUCCESS i
 
 
 def register(subparsers) -> None:
-    from mmbert.cli import HelpFormatter
 
     group = subparsers.add_parser(
         "corpus", help="build a language-identified, filtered, deduplicated corpus (Apache Beam)",

@@ -33,7 +33,7 @@ Each origin (scheme://host:port) is fetched by one worker, one request at a time
 
 def register(corpus_subparsers) -> argparse.ArgumentParser:
     """Add `crawl` to the `mmbert corpus` group's sub-parsers."""
-    from mmbert.cli import HelpFormatter
+    from mmbert.argtypes import HelpFormatter
 
     defaults = CrawlPolicy()
     p = corpus_subparsers.add_parser(

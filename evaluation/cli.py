@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mmbert.argtypes import non_negative_int, positive_float, positive_int
+from mmbert.argtypes import HelpFormatter, non_negative_int, positive_float, positive_int
 from mmbert.errors import UsageError
 
 TASKS = ("mlm", "retrieval", "classification", "fertility")
@@ -32,7 +32,6 @@ example:
 
 
 def register(subparsers) -> None:
-    from mmbert.cli import HelpFormatter
 
     parser = subparsers.add_parser(
         "eval", help="per-language benchmarks of an encoder, reports and comparisons",

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 
-from mmbert.argtypes import positive_float, token_count
+from mmbert.argtypes import HelpFormatter, positive_float, token_count
 
 EPILOG = """\
 examples:
@@ -19,7 +19,6 @@ examples:
 
 
 def register(subparsers) -> None:
-    from mmbert.cli import HelpFormatter
 
     group = subparsers.add_parser(
         "languages", help="the language registry, training phases and temperature sampling",

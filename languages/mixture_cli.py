@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from mmbert.argtypes import non_negative_int, positive_float, positive_int, token_count
+from mmbert.argtypes import HelpFormatter, non_negative_int, positive_float, positive_int, token_count
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
 
@@ -32,7 +32,6 @@ and shortfall. Budgets come from --budget or the schedule's `budget:` per phase;
 
 def register_mix(languages_commands) -> None:
     """Add `mix` to the `mmbert languages` sub-commands."""
-    from mmbert.cli import HelpFormatter
 
     mix = languages_commands.add_parser(
         "mix", help="materialise each phase's temperature-sampled language mixture (Beam)",

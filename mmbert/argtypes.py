@@ -52,3 +52,7 @@ def token_count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"a token budget must be at least 1, got {text!r}")
     return value
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and examples as written (every command's help)."""

@@ -13,6 +13,7 @@ import signal
 import sys
 
 from mmbert import __version__
+from mmbert.argtypes import HelpFormatter
 from mmbert.beam import quiet_beam_import_warning
 from mmbert.errors import UsageError
 
@@ -28,10 +29,6 @@ examples:
   mmbert eval --model out/export --tasks mlm,retrieval --shards out/shards --output out/eval
   mmbert run recipes/demo.yaml
 """
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the line breaks of descriptions and examples as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:

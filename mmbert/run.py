@@ -45,7 +45,7 @@ RECIPE_KEYS = {"output", "corpus", "schedule", "tokenizer", "pack", "mixture", "
 
 
 def register(subparsers) -> None:
-    from mmbert.cli import HelpFormatter
+    from mmbert.argtypes import HelpFormatter
 
     parser = subparsers.add_parser(
         "run", help="run the whole chain from a recipe: corpus → tokens → training → evaluation report",

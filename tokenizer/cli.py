@@ -3,9 +3,8 @@ measure fertility. Each handler imports its heavy libraries itself so `mmbert --
 
 from __future__ import annotations
 
-from mmbert.argtypes import non_negative_int, positive_float, positive_int
+from mmbert.argtypes import HelpFormatter, non_negative_int, positive_float, positive_int
 from mmbert.beam import add_runner_arguments, runner_arguments
-from mmbert.cli import HelpFormatter
 
 GROUP_EPILOG = """\
 examples:

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from mmbert.cli import HelpFormatter
+from mmbert.argtypes import HelpFormatter
 from mmbert.errors import UsageError
 
 TRAIN_EPILOG = """\
