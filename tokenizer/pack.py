@@ -41,7 +41,7 @@ from mmbert.errors import UsageError
 from tokenizer.corpus_files import corpus_languages, normalize_labels, read_texts
 from tokenizer.documents import MAX_DOCUMENT_CHARS, clean_text, document_hash, shard_indices, split_mask
 from tokenizer.gemma import describe_tokenizer, load_tokenizer, resolve_tokenizer_file
-from tokenizer.shards import write_rows
+from tokenizer.shards import MAX_SEQ_LEN, MIN_SEQ_LEN, write_rows
 from tokenizer.special_tokens import (CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, check_special_ids,
                                       encode_special_tokens_as_text)
 
@@ -264,10 +264,6 @@ def batch_hash_range(element):
     return label, (batch.hashes.min(), batch.hashes.max(), len(batch.hashes))
 
 
-# Rows are int32 offsets in Arrow and every shard's last row is padded to full length: far beyond any context an
-# encoder trains at (mmBERT: 8,192), a typo must fail before hours of tokenizing, not after.
-MAX_SEQ_LEN = 1 << 20
-
 # A language with a single document holds out the last tokens of it: at least this share (or --heldout-fraction).
 SINGLE_DOCUMENT_HELDOUT = 0.1
 
@@ -353,8 +349,8 @@ def run_pack(corpus_dir, tokenizer_spec, seq_len: int, output_dir, heldout_fract
     be a path every worker can reach (a shared mount).
     """
     corpus_dir, output_dir = Path(corpus_dir), Path(output_dir)
-    if not isinstance(seq_len, int) or not 8 <= seq_len <= MAX_SEQ_LEN:
-        raise UsageError(f"--seq-len must be an integer from 8 to {MAX_SEQ_LEN:,}, got {seq_len!r}")
+    if not isinstance(seq_len, int) or not MIN_SEQ_LEN <= seq_len <= MAX_SEQ_LEN:
+        raise UsageError(f"--seq-len must be an integer from {MIN_SEQ_LEN} to {MAX_SEQ_LEN:,}, got {seq_len!r}")
     if not 0 <= heldout_fraction < 1:
         raise UsageError(f"--heldout-fraction must be in [0, 1), got {heldout_fraction}")
     if num_workers < 1:

@@ -84,6 +84,10 @@ class PackedShards:
         return self.files(language, "train")
 
 
+# Row lengths the format takes. Rows are int32 offsets in Arrow and every shard's last row is padded to full length:
+# far beyond any context an encoder trains at (mmBERT: 8,192), a typo must fail before hours of tokenizing.
+MIN_SEQ_LEN, MAX_SEQ_LEN = 8, 1 << 20
+
 # Parquet row groups of 256K tokens (1 MB of int32): the training loader holds one decoded group per language it
 # reads (training/data.py RowGroupCache), up to 1,870 of them in mmBERT's last phase.
 ROW_GROUP_TOKENS = 2**18

@@ -42,6 +42,7 @@ import yaml
 
 from languages.sampling import parse_token_count
 from mmbert.errors import UsageError, read_yaml_mapping
+from tokenizer.shards import MIN_SEQ_LEN
 from training.compilation import COMPILE_MODES
 
 # Keys a recipe phase passes through to `languages.schedule.parse_phase` (language set, τ, budget, epoch cap).
@@ -243,7 +244,7 @@ def _parse_phase(entry: Any, where: str) -> PhaseConfig:
     mask_rate = _float(entry["mask_rate"], f"{where}.mask_rate")
     if not 0 < mask_rate < 1:
         raise UsageError(f"{where}.mask_rate: must be between 0 and 1 (exclusive), got {mask_rate}")
-    seq_len = _int(entry["seq_len"], f"{where}.seq_len", minimum=2)
+    seq_len = _int(entry["seq_len"], f"{where}.seq_len", minimum=MIN_SEQ_LEN)  # what `tokenizer pack` can make
     rope = entry.get("rope_theta", 10_000.0)
     if isinstance(rope, dict):
         _check_keys(rope, ("global", "local"), f"{where}.rope_theta")
