@@ -77,54 +77,15 @@ def merge_checkpoints(
     `density` (TIES only): fraction of each task vector kept (the paper's k, 0.2 by default). `weights`: one per
     checkpoint (default equal). `base`: the checkpoint the inputs were trained from (TIES only).
     """
-    from safetensors import SafetensorError, safe_open
     from safetensors.torch import save_file
 
     ckpt_dirs = [Path(d) for d in ckpt_dirs]
     output_dir = Path(output_dir)
-    if method not in METHODS:
-        raise UsageError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
-    if len(ckpt_dirs) < 2:
-        raise UsageError("merging needs at least two checkpoints")
-    if not 0.0 < density <= 1.0:
-        raise UsageError(f"density must be in (0, 1], got {density}")
-    weights = [1.0] * len(ckpt_dirs) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(ckpt_dirs) or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-        raise UsageError(f"weights must be {len(ckpt_dirs)} non-negative numbers with a positive sum, got {weights}")
-    if base is not None and method != "ties":
-        raise UsageError("a base checkpoint only applies to --method ties")
+    weights = _checked_arguments(ckpt_dirs, method, density, weights, base)
     sources = ckpt_dirs + ([Path(base)] if base is not None else [])
     check_output_directory(output_dir, overwrite, reads=[("checkpoint", d) for d in sources])
-    metas = [read_checkpoint_meta(d) for d in sources]
-    for index, (directory, meta) in enumerate(zip(sources[1:], metas[1:]), start=1):
-        # Dropout or initialisation never matter; the inputs must share RoPE bases (the merged model gets them),
-        # a TIES base need not (a pre-training checkpoint has 10k where context extension set 160k).
-        free = TRAINING_FIELDS | (PHASE_FIELDS if index == len(ckpt_dirs) else frozenset())
-        differs = sorted(key for key in set(meta["model_config"]) | set(metas[0]["model_config"])
-                         if key not in free and meta["model_config"].get(key) != metas[0]["model_config"].get(key))
-        if differs:
-            raise UsageError(f"{directory} is a different model from {sources[0]} ({', '.join(differs)} differ); "
-                             "only one model can merge")
-
-    with ExitStack() as stack:
-        handles = []
-        for directory in sources:
-            try:
-                handles.append(stack.enter_context(safe_open(str(directory / MODEL_FILE), framework="pt")))
-            except SafetensorError as error:
-                raise UsageError(f"{directory / MODEL_FILE}: not a readable safetensors file ({error})") from None
-        keys = set(handles[0].keys())
-        for directory, handle in zip(sources[1:], handles[1:]):
-            if set(handle.keys()) != keys:
-                raise UsageError(f"{directory}/{MODEL_FILE} has different parameters from {sources[0]}")
-        merged = {}
-        for key in sorted(keys):  # one parameter at a time: memory stays at (inputs + 1) x one tensor
-            tensors = [h.get_tensor(key) for h in handles[: len(ckpt_dirs)]]
-            if method == "average":
-                merged[key] = average_merge(tensors, weights)
-            else:
-                base_tensor = handles[-1].get_tensor(key) if base is not None else None
-                merged[key] = ties_merge(tensors, base_tensor, density, weights)
+    metas = _checked_metas(sources, len(ckpt_dirs))
+    merged = _merge_tensors(sources, len(ckpt_dirs), method, density, weights, has_base=base is not None)
 
     meta = {
         "model_config": metas[0]["model_config"],
@@ -145,3 +106,61 @@ def merge_checkpoints(
         save_file(merged, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return output_dir
+
+
+def _checked_arguments(ckpt_dirs: list[Path], method: str, density: float, weights, base) -> list[float]:
+    """UsageError for unusable merge settings; → the weights, one per checkpoint (equal by default)."""
+    if method not in METHODS:
+        raise UsageError(f"unknown merge method {method!r}; choose one of {', '.join(METHODS)}")
+    if len(ckpt_dirs) < 2:
+        raise UsageError("merging needs at least two checkpoints")
+    if not 0.0 < density <= 1.0:
+        raise UsageError(f"density must be in (0, 1], got {density}")
+    weights = [1.0] * len(ckpt_dirs) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(ckpt_dirs) or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise UsageError(f"weights must be {len(ckpt_dirs)} non-negative numbers with a positive sum, got {weights}")
+    if base is not None and method != "ties":
+        raise UsageError("a base checkpoint only applies to --method ties")
+    return weights
+
+
+def _checked_metas(sources: list[Path], inputs: int) -> list[dict]:
+    """Every checkpoint's metadata; UsageError unless they are one model (a TIES base, last, may differ in RoPE)."""
+    metas = [read_checkpoint_meta(d) for d in sources]
+    for index, (directory, meta) in enumerate(zip(sources[1:], metas[1:]), start=1):
+        # Dropout or initialisation never matter; the inputs must share RoPE bases (the merged model gets them),
+        # a TIES base need not (a pre-training checkpoint has 10k where context extension set 160k).
+        free = TRAINING_FIELDS | (PHASE_FIELDS if index == inputs else frozenset())
+        differs = sorted(key for key in set(meta["model_config"]) | set(metas[0]["model_config"])
+                         if key not in free and meta["model_config"].get(key) != metas[0]["model_config"].get(key))
+        if differs:
+            raise UsageError(f"{directory} is a different model from {sources[0]} ({', '.join(differs)} differ); "
+                             "only one model can merge")
+    return metas
+
+
+def _merge_tensors(sources: list[Path], inputs: int, method: str, density: float, weights: list[float],
+                   has_base: bool) -> dict[str, torch.Tensor]:
+    """The merged state dict, one parameter at a time: memory stays at (inputs + 1) x one tensor."""
+    from safetensors import SafetensorError, safe_open
+
+    with ExitStack() as stack:
+        handles = []
+        for directory in sources:
+            try:
+                handles.append(stack.enter_context(safe_open(str(directory / MODEL_FILE), framework="pt")))
+            except SafetensorError as error:
+                raise UsageError(f"{directory / MODEL_FILE}: not a readable safetensors file ({error})") from None
+        keys = set(handles[0].keys())
+        for directory, handle in zip(sources[1:], handles[1:]):
+            if set(handle.keys()) != keys:
+                raise UsageError(f"{directory}/{MODEL_FILE} has different parameters from {sources[0]}")
+        merged = {}
+        for key in sorted(keys):
+            tensors = [h.get_tensor(key) for h in handles[:inputs]]
+            if method == "average":
+                merged[key] = average_merge(tensors, weights)
+            else:
+                base_tensor = handles[-1].get_tensor(key) if has_base else None
+                merged[key] = ties_merge(tensors, base_tensor, density, weights)
+    return merged
