@@ -39,7 +39,6 @@ Every dropped record is counted under a reason in OUT/stats.json; OUT/_SUCCESS i
 
 
 def register(subparsers) -> None:
-
     group = subparsers.add_parser(
         "corpus", help="build a language-identified, filtered, deduplicated corpus (Apache Beam)",
         description="Crawl web pages into WARC files, then build a per-language Parquet corpus from WARC/WET/JSONL/"
@@ -49,6 +48,15 @@ def register(subparsers) -> None:
     group.set_defaults(group_parser=group)
     commands = group.add_subparsers(dest="corpus_command", metavar="COMMAND")
 
+    from corpus import crawl
+
+    _add_build(commands)
+    _add_stats(commands)
+    _add_thresholds(commands)
+    crawl.register(commands)
+
+
+def _add_build(commands) -> None:
     build = commands.add_parser(
         "build", help="WARC/WET/JSONL/Parquet → OUT/<language>/part-*.parquet + stats.json",
         description="Build the corpus with an Apache Beam pipeline (DirectRunner by default).",
@@ -87,6 +95,8 @@ def register(subparsers) -> None:
                         help="DirectRunner worker processes (default: 1)")
     build.set_defaults(func=build_command)
 
+
+def _add_stats(commands) -> None:
     stats = commands.add_parser(
         "stats", help="print a corpus's per-language table and draw its plot", formatter_class=HelpFormatter,
         description="Read OUT/stats.json: print documents/bytes/words in and out per language and the removal "
@@ -97,6 +107,8 @@ def register(subparsers) -> None:
     stats.add_argument("--top", type=positive_int, help="only the N biggest languages")
     stats.set_defaults(func=stats_command)
 
+
+def _add_thresholds(commands) -> None:
     thresholds = commands.add_parser(
         "thresholds", help="per-language LID thresholds from a corpus's own scores (FineWeb-2's rule)",
         formatter_class=HelpFormatter,
@@ -111,10 +123,6 @@ def register(subparsers) -> None:
     thresholds.add_argument("--min-documents", type=positive_int, default=10,
                             help="skip languages with fewer documents (default: 10)")
     thresholds.set_defaults(func=thresholds_command)
-
-    from corpus import crawl
-
-    crawl.register(commands)
 
 
 def read_thresholds(path: str) -> dict[str, float]:
