@@ -77,7 +77,9 @@ def check_output_directory(output: str | os.PathLike, overwrite: bool, reads: It
     - it is not inside a directory the command walks (`scans`), where it would be read as input.
     Every command writing a directory checks this one way."""
     output = Path(output)
-    if output.exists() and not overwrite and not (output.is_dir() and not any(output.iterdir())):
+    # Only a real empty directory is used as is (atomic_directory removes it); a symlink, even to one, is replaced.
+    empty = output.is_dir() and not output.is_symlink() and not any(output.iterdir())
+    if (output.exists() or output.is_symlink()) and not overwrite and not empty:
         raise UsageError(f"--output {output} already exists (pass --overwrite to replace it)")
     target = output.resolve()
     scans = [(option, path) for option, path in scans if path is not None]

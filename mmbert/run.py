@@ -283,7 +283,7 @@ def _finished_earlier(marker: Path, stage_args: list[str], fingerprint: str, ful
     recorded the full command and its fingerprint: those are compared."""
     try:
         previous = json.loads(marker.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):  # no marker, or one cut short: run the stage
+    except (OSError, ValueError):  # no marker, one cut short or not a file: run the stage
         return False
     if not isinstance(previous, dict):
         return False

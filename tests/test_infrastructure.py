@@ -166,3 +166,20 @@ def test_an_output_path_that_cannot_be_one_is_a_usage_error(tmp_path):
         with atomic_directory(tmp_path / "a-file"):
             pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_the_output_check_uses_only_a_real_empty_directory_and_never_an_input(tmp_path):
+    from mmbert.atomic import check_output_directory
+
+    (tmp_path / "empty").mkdir()
+    assert check_output_directory(tmp_path / "empty", overwrite=False) == tmp_path / "empty"
+    (tmp_path / "link").symlink_to(tmp_path / "empty")  # atomic_directory would not remove a link at the end
+    with pytest.raises(UsageError, match="already exists"):
+        check_output_directory(tmp_path / "link", overwrite=False)
+    corpus = tmp_path / "work" / "corpus"
+    corpus.mkdir(parents=True)
+    for output, message in ((tmp_path / "work", "must not be or hold the --corpus"),
+                            (corpus / "out", "must not be inside --corpus")):
+        with pytest.raises(UsageError, match=message):
+            check_output_directory(output, overwrite=True, scans=[("--corpus", corpus)])
+    check_output_directory(tmp_path / "work" / "shards", overwrite=False, reads=[("--corpus", corpus)])  # a sibling

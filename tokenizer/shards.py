@@ -8,6 +8,7 @@ the training image imports it.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from dataclasses import dataclass
@@ -50,9 +51,16 @@ class PackedShards:
         except (ValueError, KeyError, TypeError) as error:
             raise UsageError(f"{path / 'manifest.json'}: no usable seq_len ({error})") from None
         counts = read_counts_csv(path / "token_counts.csv", ignore_unknown=True)
+        # The languages are the labels pack wrote (in the counts and the manifest), not any directory that happens
+        # to be there: a `tmp/train` must not become Tyapi.
+        with (path / "token_counts.csv").open(encoding="utf-8", newline="") as handle:
+            written = {row[0].strip() for row in list(csv.reader(handle))[1:] if row and row[0].strip()}
+        written |= set(manifest.get("languages") or {})
         directories: dict[str, list[str]] = {}
         unknown = []
-        for directory in sorted(p.name for p in path.iterdir() if (p / "train").is_dir()):
+        for directory in sorted(written):
+            if not any((path / directory / split).is_dir() for split in ("train", "heldout")):
+                continue
             try:
                 directories.setdefault(normalize(directory), []).append(directory)
             except UnknownLanguage:
@@ -60,10 +68,6 @@ class PackedShards:
         if unknown:
             log.warning("%s: left out %d language directories the registry does not know: %s", path, len(unknown),
                         ", ".join(unknown))
-        without_rows = sorted(label for label, tokens in counts.items() if tokens and label not in directories)
-        if without_rows:
-            raise UsageError(f"{path}: token_counts.csv counts train tokens for {', '.join(without_rows)}, but there "
-                             "is no <label>/train directory for them (incomplete shards? rerun `mmbert tokenizer pack`)")
         return cls(path, manifest, counts, {label: tuple(names) for label, names in directories.items()})
 
     @property
@@ -76,9 +80,14 @@ class PackedShards:
 
     def files(self, language: str, split: str) -> list[Path]:
         """The language's Parquet files of one split (`train`, `heldout`), directory by directory, each in name
-        order (none if it has none)."""
-        return [file for directory in self.directories.get(language, ())
-                for file in sorted((self.path / directory / split).glob("part-*.parquet"))]
+        order (none if it has none). UsageError when token_counts.csv counts train tokens that are not there: only
+        readers of rows ask, so metadata-only readers (a mixture phase's tokenizer) work on shards without rows."""
+        files = [file for directory in self.directories.get(language, ())
+                 for file in sorted((self.path / directory / split).glob("part-*.parquet"))]
+        if split == "train" and not files and self.counts.get(language):
+            raise UsageError(f"{self.path}: token_counts.csv counts train tokens for {language}, but there are no "
+                             f"{language}/train/part-*.parquet files (incomplete shards? rerun `mmbert tokenizer pack`)")
+        return files
 
     def train_files(self, language: str) -> list[Path]:
         return self.files(language, "train")

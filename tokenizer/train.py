@@ -174,8 +174,11 @@ def save_for_transformers(tokenizer, directory: Path, model_max_length: int = 81
     """tokenizer.json + tokenizer_config.json + special_tokens_map.json, as AutoTokenizer expects them."""
     from transformers import PreTrainedTokenizerFast
 
+    # An encoder without token types: input names set, or transformers 4 adds token_type_ids, which ModernBERT's
+    # forward rejects.
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length,
-                                   **SPECIAL_TOKEN_ROLES)
+                                   model_input_names=["input_ids", "attention_mask"],
+                                   clean_up_tokenization_spaces=False, **SPECIAL_TOKEN_ROLES)
     fast.save_pretrained(str(directory))
     # The class name every transformers version knows (5.x would write its own "TokenizersBackend").
     config_path = directory / "tokenizer_config.json"

@@ -274,9 +274,10 @@ def test_shards_packed_under_labels_the_registry_has_since_merged_or_dropped_rea
     assert set(batches(TrainLoader(recipe(renamed, phases)), 2)[0].languages) == {"deu_Latn"}
 
     shutil.rmtree(renamed / "fra_Latn")  # counted in token_counts.csv, but its rows are gone
-    for open_shards in (read_packed_shards, LoaderShards.open):
-        with pytest.raises(UsageError, match=r"fra_Latn, but there is no <label>/train directory"):
-            open_shards(renamed)
+    for read_rows in (read_packed_shards, lambda path: LoaderShards.open(path).table("fra_Latn")):
+        with pytest.raises(UsageError, match=r"counts train tokens for fra_Latn, but there are no fra_Latn/train/"):
+            read_rows(renamed)
+    assert LoaderShards.open(renamed).vocab_size  # what a mixture phase reads of its shards still opens
 
 
 def test_a_shard_cut_short_is_named_by_the_mixture_job_and_the_loader(shards_64, tmp_path):

@@ -94,6 +94,10 @@ def test_exported_tokenizer_files_name_the_special_tokens(exported):
     assert (tok.mask_token_id, tok.pad_token_id) == (MASK_ID, PAD_ID)
     assert (tok.cls_token, tok.sep_token) == ("<bos>", "<eos>")
     assert tok("w7 w9")["input_ids"] == [CLS_ID, 7, 9, SEP_ID]
+    # No token types: transformers 4 would otherwise add token_type_ids, which ModernBERT's forward rejects.
+    config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["model_input_names"] == ["input_ids", "attention_mask"] and set(tok("w7")) == set(
+        config["model_input_names"])
 
 
 def test_import_round_trip(exported, tmp_path):
