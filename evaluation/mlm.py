@@ -34,9 +34,18 @@ def open_shards(shards: str | Path | PackedShards) -> PackedShards:
 
 
 def document_tail_languages(manifest: dict) -> list[str]:
-    """Languages whose held-out text is the tail of their only document, the rest of which was trained on."""
-    return sorted(label for label, entry in manifest.get("languages", {}).items()
-                  if isinstance(entry, dict) and entry.get("heldout_is_document_tail"))
+    """Languages (registry labels, as eval reports them) whose held-out text is the tail of their only document,
+    the rest of which was trained on."""
+    from languages.registry import UnknownLanguage, normalize
+
+    labels = set()
+    for label, entry in manifest.get("languages", {}).items():
+        if isinstance(entry, dict) and entry.get("heldout_is_document_tail"):
+            try:
+                labels.add(normalize(label))
+            except UnknownLanguage:
+                pass  # PackedShards leaves such a directory out: nothing of it is scored
+    return sorted(labels)
 
 
 def heldout_languages(shards: str | Path | PackedShards) -> list[str]:
