@@ -32,7 +32,6 @@ example:
 
 
 def register(subparsers) -> None:
-
     parser = subparsers.add_parser(
         "eval", help="per-language benchmarks of an encoder, reports and comparisons",
         usage="mmbert eval --model PATH [--tasks …] [--languages …] [data and settings] --output DIR\n"

@@ -19,7 +19,6 @@ examples:
 
 
 def register(subparsers) -> None:
-
     group = subparsers.add_parser(
         "languages", help="the language registry, training phases and temperature sampling",
         description="The language registry (1,903 xxx_Scrp labels from FineWeb-2 + mmBERT), label normalisation, "

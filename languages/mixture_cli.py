@@ -32,7 +32,6 @@ and shortfall. Budgets come from --budget or the schedule's `budget:` per phase;
 
 def register_mix(languages_commands) -> None:
     """Add `mix` to the `mmbert languages` sub-commands."""
-
     mix = languages_commands.add_parser(
         "mix", help="materialise each phase's temperature-sampled language mixture (Beam)",
         formatter_class=HelpFormatter, epilog=EPILOG,
