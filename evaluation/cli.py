@@ -121,7 +121,8 @@ def eval_command(args) -> int:
     tasks = _tasks(args)
     output = _check_output(args.output, args.overwrite, [
         ("--model", args.model), ("--shards", args.shards), ("--retrieval-data", args.retrieval_data),
-        ("--classification-data", args.classification_data), ("--tokenizer", args.tokenizer)])
+        ("--classification-data", args.classification_data),
+        ("--tokenizer", args.tokenizer if args.tokenizer and Path(args.tokenizer).exists() else None)])  # or a name
     languages = normalize_list(args.languages)
     resolve_model_path(args.model)
     pick_device(args.device)
