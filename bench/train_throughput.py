@@ -10,7 +10,8 @@ Per model (mmbert-base, mmbert-small) and shape (1024 x 32, 8192 x 4), each impl
   fused AdamW, bf16 autocast. Variants name their differences after colons, so several run side by side:
   `ours:compile=whole`, `ours:loss=liger`, `ours:chunk=16384`, `ours:attention=flash`, `ours:compile=off`,
   `ours:precision=fsdp-bf16` (FSDP2 mixed precision on a group of one: bf16 weights and activations, fp32 master
-  weights, instead of autocast), `ours:residual=bf16` (autocast with the residual stream in bf16) (aliases: `ours-eager` = `ours:compile=off`, `ours-liger` = `ours:loss=liger`).
+  weights, instead of autocast), `ours:residual=bf16` (autocast with the residual stream in bf16)
+  (aliases: `ours-eager` = `ours:compile=off`, `ours-liger` = `ours:loss=liger`).
 - `hf-sdpa`: transformers' ModernBertForMaskedLM (sdpa attention, sparse_prediction=True), bf16 autocast, fused AdamW.
 - `hf-compiled`: the same under torch.compile (whole model).
 The first step (compilation included) is timed apart from the timed steps; no host sync happens between timed steps.

@@ -55,8 +55,8 @@ def register(subparsers) -> None:
     data.add_argument("--classification-data", help="jsonl/csv/parquet file or datasets directory with text "
                                                     "[text_pair] label language [split] "
                                                     "(default: data/classification/udhr_topics.jsonl.gz)")
-    data.add_argument("--tokenizer", help="tokenizer spec (gemma2, a tokenizer.json, …) to use instead of the model's own "
-                      "(required when the model directory has none)")
+    data.add_argument("--tokenizer", help="tokenizer spec (gemma2, a tokenizer.json, …) to use instead of the "
+                      "model's own (required when the model directory has none)")
     data.add_argument("--schedule", help="phases YAML for grouping languages by phase (default: mmBERT's)")
     knobs = parser.add_argument_group("settings")
     knobs.add_argument("--seed", type=non_negative_int, default=0,
@@ -72,7 +72,8 @@ def register(subparsers) -> None:
     knobs.add_argument("--transfer-from", default="eng_Latn", help="source language of zero-shot transfer")
     knobs.add_argument("--finetune-encoder", action="store_true", help="train the encoder too, not just the head")
     knobs.add_argument("--epochs", type=positive_int, default=3, help="epochs of encoder fine-tuning")
-    knobs.add_argument("--learning-rate", type=positive_float, default=2e-5, help="learning rate of encoder fine-tuning")
+    knobs.add_argument("--learning-rate", type=positive_float, default=2e-5,
+                       help="learning rate of encoder fine-tuning")
 
     commands = parser.add_subparsers(dest="eval_command", metavar="COMMAND")
     compare = commands.add_parser(

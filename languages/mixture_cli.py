@@ -47,7 +47,8 @@ def register_mix(languages_commands) -> None:
                      help="token budget of every selected phase, e.g. 50M (default: each phase's `budget:`)")
     mix.add_argument("--max-epochs", type=positive_float, metavar="E",
                      help="at most E passes over one language's rows (default: each phase's `max_epochs:`, else none)")
-    mix.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="seed of the row orders and the shuffle (default: 0)")
+    mix.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
+                     help="seed of the row orders and the shuffle (default: 0)")
     mix.add_argument("--num-workers", type=positive_int, default=1, metavar="N",
                      help="Beam DirectRunner workers (default: 1; the output does not depend on it)")
     mix.add_argument("--rows-per-file", type=positive_int, default=None, metavar="R",

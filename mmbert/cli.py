@@ -1,7 +1,8 @@
 """The `mmbert` command line: one sub-command group per stage.
 
-Each module listed in STAGE_CLIS (a stage's `cli.py`, `mmbert.run`, …) has `register(subparsers)`, which
-adds its commands and sets `func` on each parser. Heavy libraries (Beam, torch, transformers) are imported inside the handlers, so `mmbert --help` is quick.
+Each module listed in STAGE_CLIS (a stage's `cli.py`, `mmbert.run`, …) has `register(subparsers)`, which adds its
+commands and sets `func` on each parser. Heavy libraries (Beam, torch, transformers) are imported inside the
+handlers, so `mmbert --help` is quick.
 """
 
 from __future__ import annotations

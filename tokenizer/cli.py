@@ -83,7 +83,8 @@ def _add_pack(commands) -> None:
     p.add_argument("--shard-mb", type=positive_float, default=256.0,
                    help="target text megabytes per output shard; sets how many shards (and parallel packers) "
                         "a large language gets (default 256)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the document hash (held-out choice and order)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the document hash (held-out choice and order)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     add_runner_arguments(p)
     p.set_defaults(func=_pack)

@@ -86,7 +86,8 @@ class PackedShards:
                  for file in sorted((self.path / directory / split).glob("part-*.parquet"))]
         if split == "train" and not files and self.counts.get(language):
             raise UsageError(f"{self.path}: token_counts.csv counts train tokens for {language}, but there are no "
-                             f"{language}/train/part-*.parquet files (incomplete shards? rerun `mmbert tokenizer pack`)")
+                             f"{language}/train/part-*.parquet files (incomplete shards? rerun "
+                             "`mmbert tokenizer pack`)")
         return files
 
     def train_files(self, language: str) -> list[Path]:
