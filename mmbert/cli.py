@@ -54,7 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `train … --output DIR optimizer.lr=1e-3`: overrides after an option are overrides too (argparse stops
+    # collecting a positional list at the first option).
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in item and not item.startswith("-") for item in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         # No command, or a group without its sub-command (`mmbert languages`): that level's help, and the exit
         # status of any unusable arguments (a script's `mmbert corpus && …` must not read it as done).

@@ -98,6 +98,14 @@ def test_cli_exits_2_on_a_bad_recipe(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "optimizer.lr=-1"]) == 2
+    capsys.readouterr()
+    # Overrides after an option are overrides too; anything else unknown is still an error.
+    assert main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--output", str(tmp_path / "run"),
+                 "optimizer.lr=-1"]) == 2
+    assert "optimizer.lr: must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--output", str(tmp_path / "run"), "--bogus"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_weight_decay_follows_mmberts_filter_bias_norm_wd():
