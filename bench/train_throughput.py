@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import step_profile  # noqa: E402
 from bench.step_checks import host_syncs, numerics_check, unique_graphs  # noqa: E402
+from mmbert.atomic import write_text_atomic  # noqa: E402
 from training import attention as attention_paths  # noqa: E402
 from training.batches import random_packed_batch  # noqa: E402
 from training.compilation import compile_model  # noqa: E402
@@ -453,9 +454,9 @@ def run_benchmark(args, argv) -> int:
         table = markdown(ordered, env, ceiling)
         report = {"command": command, "environment": env, "matmul_ceiling_tflops": round(ceiling, 1),
                   "flop_formula": FLOP_FORMULA, "total_s": round(time.perf_counter() - began, 1), "results": ordered}
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        output.with_suffix(".md").write_text(table, encoding="utf-8")
+        # Atomic: the time limit may kill the run while it writes, and the last complete report must survive.
+        write_text_atomic(output, json.dumps(report, indent=2) + "\n")
+        write_text_atomic(output.with_suffix(".md"), table)
         return table
 
     output = Path(args.output)
