@@ -77,9 +77,10 @@ def check_output_directory(output: str | os.PathLike, overwrite: bool, reads: It
     - it is not inside a directory the command walks (`scans`), where it would be read as input.
     Every command writing a directory checks this one way."""
     output = Path(output)
-    # Only a real empty directory is used as is (atomic_directory removes it); a symlink, even to one, is replaced.
-    empty = output.is_dir() and not output.is_symlink() and not any(output.iterdir())
-    if (output.exists() or output.is_symlink()) and not overwrite and not empty:
+    if output.is_symlink():  # replacing it would drop the link, not write where it points: name the target
+        raise UsageError(f"--output {output} is a symbolic link (to {os.readlink(output)}); name a real directory")
+    empty = output.is_dir() and not any(output.iterdir())  # used as is: atomic_directory removes it
+    if output.exists() and not overwrite and not empty:
         raise UsageError(f"--output {output} already exists (pass --overwrite to replace it)")
     target = output.resolve()
     scans = [(option, path) for option, path in scans if path is not None]
@@ -112,7 +113,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         old = None
         if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
             path.rmdir()  # an empty directory named as the output (`mkdir out` first) holds nothing to keep
-        if path.exists():
+        if path.exists() or path.is_symlink():
             if not overwrite:  # made by someone else while this ran: theirs stays, this one is not written
                 raise UsageError(f"{path} appeared while this was being written (another run?); "
                                  "nothing was replaced; pass --overwrite to replace it")
@@ -120,7 +121,10 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_symlink() or not old.is_dir():  # a link is removed, never what it points to
+                old.unlink()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -173,9 +173,17 @@ def test_the_output_check_uses_only_a_real_empty_directory_and_never_an_input(tm
 
     (tmp_path / "empty").mkdir()
     assert check_output_directory(tmp_path / "empty", overwrite=False) == tmp_path / "empty"
-    (tmp_path / "link").symlink_to(tmp_path / "empty")  # atomic_directory would not remove a link at the end
-    with pytest.raises(UsageError, match="already exists"):
-        check_output_directory(tmp_path / "link", overwrite=False)
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for link in ("link", "dangling"):  # replacing a link drops it: the output would not be where it points
+        for overwrite in (False, True):
+            with pytest.raises(UsageError, match="is a symbolic link"):
+                check_output_directory(tmp_path / link, overwrite=overwrite)
+    from mmbert.atomic import atomic_directory
+
+    with atomic_directory(tmp_path / "dangling", overwrite=True) as staging:  # a link that appears is replaced
+        (staging / "done").touch()
+    assert (tmp_path / "dangling" / "done").is_file() and not list(tmp_path.glob(".dangling.old-*"))
     corpus = tmp_path / "work" / "corpus"
     corpus.mkdir(parents=True)
     for output, message in ((tmp_path / "work", "must not be or hold the --corpus"),

@@ -85,9 +85,9 @@ class PackedShards:
         files = [file for directory in self.directories.get(language, ())
                  for file in sorted((self.path / directory / split).glob("part-*.parquet"))]
         if split == "train" and not files and self.counts.get(language):
+            where = " or ".join(f"{name}/train/" for name in self.directories.get(language, (language,)))
             raise UsageError(f"{self.path}: token_counts.csv counts train tokens for {language}, but there are no "
-                             f"{language}/train/part-*.parquet files (incomplete shards? rerun "
-                             "`mmbert tokenizer pack`)")
+                             f"part-*.parquet files in {where} (incomplete shards? rerun `mmbert tokenizer pack`)")
         return files
 
     def train_files(self, language: str) -> list[Path]:
