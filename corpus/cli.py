@@ -191,9 +191,10 @@ def stats_command(args) -> int:
     from apache_beam.io.filesystems import FileSystems
 
     from corpus.stats import load, plot, table
+    from mmbert.paths import is_remote
 
     path = args.plot or FileSystems.join(args.corpus, "stats.png")
-    if "://" in path:
+    if is_remote(path):
         raise UsageError(f"--plot {path}: must be a local path (pass --plot for a remote corpus)")
     stats = load(args.corpus)
     print(table(stats, top=args.top))

@@ -19,6 +19,7 @@ import os
 from corpus.crawl_policy import CrawlPolicy
 from mmbert.beam import add_runner_arguments, runner_arguments
 from mmbert.errors import UsageError
+from mmbert.paths import is_remote
 
 EPILOG = """\
 examples:
@@ -107,10 +108,6 @@ POLICY_FLAGS = {"user_agent": "--user-agent", "delay_s": "--delay", "connect_tim
                 "max_bytes": "--max-bytes", "max_redirects": "--max-redirects"}
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
 def check_arguments(urls: str, output: str, policy: CrawlPolicy, num_shards: int, num_workers: int,
                     overwrite: bool) -> None:
     """Raise UsageError naming the first unusable argument; nothing has been written yet."""
@@ -133,9 +130,9 @@ def check_arguments(urls: str, output: str, policy: CrawlPolicy, num_shards: int
         raise UsageError(f"--urls {urls}: cannot be read ({error})") from None
     if not matched:
         raise UsageError(f"--urls {urls}: no such file")
-    if not _is_remote(urls) and os.path.isdir(urls):
+    if not is_remote(urls) and os.path.isdir(urls):
         raise UsageError(f"--urls {urls} is a directory; name the file that lists the URLs")
-    if _is_remote(output):
+    if is_remote(output):
         if FileSystems.exists(output) and FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list:
             raise UsageError(f"--output {output} is not empty (remote outputs cannot be overwritten; pick a new one)")
         return
@@ -159,7 +156,7 @@ def run_crawl(
     `pipeline_args` (e.g. `mmbert.beam.runner_arguments(args)`) override the local multi-threaded DirectRunner.
     """
     check_arguments(urls, output, policy, num_shards, num_workers, overwrite)
-    if _is_remote(output):  # written in place; _SUCCESS, written last, marks it complete
+    if is_remote(output):  # written in place; _SUCCESS, written last, marks it complete
         return _run_pipeline(urls, output, policy, num_shards, num_workers, list(pipeline_args or []))
     from mmbert.atomic import atomic_directory
 

@@ -25,6 +25,7 @@ from corpus.inputs import DEFAULT_MAX_PAGE_BYTES, resolve_inputs
 from corpus.records import Removed, utf8_size
 from mmbert.beam import new_pipeline
 from mmbert.errors import UsageError
+from mmbert.paths import is_remote
 
 STATS_DIR = "_stats"
 
@@ -94,10 +95,6 @@ def registry_thresholds(thresholds: dict[str, float]) -> dict[str, float]:
         if keyed.setdefault(_registry_label(label), score) != score:
             raise UsageError(f"language thresholds give {_registry_label(label)} two different scores")
     return keyed
-
-
-def is_remote(path: str) -> bool:
-    return "://" in path
 
 
 def check_output(output: str, overwrite: bool, languages) -> None:

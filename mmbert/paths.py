@@ -16,3 +16,8 @@ def cache_dir() -> Path:
         return Path(os.environ["MMBERT_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mmbert"
+
+
+def is_remote(path: str) -> bool:
+    """A path on a filesystem Beam reaches by scheme (gs://, s3://, hdfs://, …), not a local one."""
+    return "://" in str(path)
