@@ -263,7 +263,7 @@ def read_packed_shards(path: str | Path) -> ShardRowGroups:
     seq_len = shards.seq_len
     for language in sorted(shards.counts):
         groups, first_row = [], 0
-        for file in shards.train_files(language):
+        for file in shards.files(language, "train"):
             metadata = read_footer(file)
             indices, unit_first_row, unit_rows = [], first_row, 0
             for index in range(metadata.num_row_groups):

@@ -91,12 +91,10 @@ def _add_pack(commands) -> None:
 
 
 def _pack(args) -> int:
-    from languages.registry import normalize_list
     from tokenizer.pack import run_pack
 
-    languages = normalize_list(args.languages)
     manifest = run_pack(args.corpus, args.tokenizer, args.seq_len, args.output,
-                        heldout_fraction=args.heldout_fraction, num_workers=args.num_workers, languages=languages,
+                        heldout_fraction=args.heldout_fraction, num_workers=args.num_workers, languages=args.languages,
                         overwrite=args.overwrite, seed=args.seed, shard_text_bytes=int(args.shard_mb * 2**20),
                         pipeline_args=runner_arguments(args))
     totals = manifest["totals"]
@@ -133,12 +131,10 @@ def _add_train(commands) -> None:
 
 
 def _train(args) -> int:
-    from languages.registry import normalize_list
     from tokenizer.train import train_tokenizer
 
-    languages = normalize_list(args.languages)
     summary = train_tokenizer(args.corpus, args.vocab_size, args.output, temperature=args.temperature,
-                              max_bytes=int(args.max_mb * 2**20), languages=languages, seed=args.seed,
+                              max_bytes=int(args.max_mb * 2**20), languages=args.languages, seed=args.seed,
                               overwrite=args.overwrite)
     print(f"trained a {summary['vocab_size']}-token tokenizer on {summary['sample_bytes']} bytes of "
           f"{len(summary['languages'])} languages → {args.output}")
@@ -170,11 +166,9 @@ def _add_fertility(commands) -> None:
 
 
 def _fertility(args) -> int:
-    from languages.registry import normalize_list
     from tokenizer.fertility import run_fertility
 
-    languages = normalize_list(args.languages)
-    table = run_fertility(args.corpus, args.tokenizer, output=args.output, languages=languages,
+    table = run_fertility(args.corpus, args.tokenizer, output=args.output, languages=args.languages,
                           max_documents=args.max_documents, overwrite=args.overwrite)
     print(table)
     return 0

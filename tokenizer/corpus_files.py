@@ -17,14 +17,6 @@ from mmbert.errors import UsageError
 from tokenizer.documents import CONTROL_CHARACTERS, MAX_DOCUMENT_CHARS, clean_text
 
 
-def normalize_labels(languages: list[str] | None) -> list[str] | None:
-    """--languages values as registry labels (`en` → `eng_Latn`); None (all) when not given; UsageError for unknown
-    ones and for a value that names none."""
-    from languages.registry import normalize_list
-
-    return normalize_list(languages)
-
-
 def corpus_languages(corpus_dir: str | Path, languages: list[str] | None = None) -> dict[str, list[Path]]:
     """Label → its sorted part-*.parquet files (possibly none), for the requested languages or all of them."""
     corpus_dir = Path(corpus_dir)

@@ -127,10 +127,11 @@ def plot_fertility(results: dict[str, dict[str, dict]], path: Path) -> None:
     save_png(figure, path, dpi=120)
 
 
-def run_fertility(corpus_dir, tokenizer_specs: list[str], output=None, languages: list[str] | None = None,
-                  max_documents: int = 1000, overwrite: bool = False) -> str:
+def run_fertility(corpus_dir, tokenizer_specs: list[str], output=None,
+                  languages: str | list[str] | None = None, max_documents: int = 1000, overwrite: bool = False) -> str:
     """Measure each tokenizer on up to `max_documents` documents per language; returns the markdown table."""
-    from tokenizer.corpus_files import corpus_languages, iter_texts, normalize_labels
+    from languages.registry import normalize_list
+    from tokenizer.corpus_files import corpus_languages, iter_texts
     from tokenizer.gemma import load_tokenizer
 
     if not 1 <= len(tokenizer_specs) <= 2:
@@ -139,7 +140,7 @@ def run_fertility(corpus_dir, tokenizer_specs: list[str], output=None, languages
         raise UsageError(f"--max-documents must be at least 1, got {max_documents}")
     if output is not None:
         check_output_directory(output, overwrite, scans=[("--corpus", corpus_dir)])
-    files = corpus_languages(corpus_dir, normalize_labels(languages))
+    files = corpus_languages(corpus_dir, normalize_list(languages))
     names = [tokenizer_name(str(spec)) for spec in tokenizer_specs]
     if len(set(names)) < len(names):  # two directories of the same name: tell them apart by their full specs
         names = [str(spec) for spec in tokenizer_specs]

@@ -36,9 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 
+from languages.registry import normalize_list
 from mmbert.atomic import atomic_directory, check_output_directory, write_text_atomic
 from mmbert.errors import UsageError
-from tokenizer.corpus_files import corpus_languages, normalize_labels, read_texts
+from tokenizer.corpus_files import corpus_languages, read_texts
 from tokenizer.documents import MAX_DOCUMENT_CHARS, clean_text, document_hash, shard_indices, split_mask
 from tokenizer.gemma import describe_tokenizer, load_tokenizer, resolve_tokenizer_file
 from tokenizer.shards import MAX_SEQ_LEN, MIN_SEQ_LEN, write_rows
@@ -338,7 +339,7 @@ def _break_ties(order: np.ndarray, ties: np.ndarray, batches: list[DocumentBatch
 # ---------------------------------------------------------------------------------------------------------------
 
 def run_pack(corpus_dir, tokenizer_spec, seq_len: int, output_dir, heldout_fraction: float = 0.01,
-             num_workers: int = 1, languages: list[str] | None = None, overwrite: bool = False, seed: int = 0,
+             num_workers: int = 1, languages: str | list[str] | None = None, overwrite: bool = False, seed: int = 0,
              shard_text_bytes: int = DEFAULT_SHARD_TEXT_BYTES, max_document_chars: int = MAX_DOCUMENT_CHARS,
              pipeline_args: list[str] | None = None) -> dict:
     """Tokenize and pack `corpus_dir` into `output_dir` (see the module docstring); returns the manifest.
@@ -360,7 +361,7 @@ def run_pack(corpus_dir, tokenizer_spec, seq_len: int, output_dir, heldout_fract
     if not 0 <= seed < 2**64:
         raise UsageError(f"--seed must be in [0, 2^64), got {seed}")
     check_output_directory(output_dir, overwrite, scans=[("--corpus", corpus_dir)])
-    languages = normalize_labels(languages)
+    languages = normalize_list(languages)
     plan = plan_inputs(corpus_dir, languages, heldout_fraction, shard_text_bytes)
     load_spec, description = _checked_tokenizer(tokenizer_spec)
 

@@ -90,9 +90,6 @@ class PackedShards:
                              f"part-*.parquet files in {where} (incomplete shards? rerun `mmbert tokenizer pack`)")
         return files
 
-    def train_files(self, language: str) -> list[Path]:
-        return self.files(language, "train")
-
 
 # Row lengths the format takes. Rows are int32 offsets in Arrow and every shard's last row is padded to full length:
 # far beyond any context an encoder trains at (mmBERT: 8,192), a typo must fail before hours of tokenizing.

@@ -30,9 +30,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
+from languages.registry import normalize_list
 from mmbert.atomic import atomic_directory, check_output_directory, write_text_atomic
 from mmbert.errors import UsageError
-from tokenizer.corpus_files import corpus_languages, iter_texts, normalize_labels, text_bytes
+from tokenizer.corpus_files import corpus_languages, iter_texts, text_bytes
 from tokenizer.documents import document_hash, hash_fraction
 from tokenizer.special_tokens import BOS_TOKEN, EOS_TOKEN, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS, UNK_TOKEN
 
@@ -190,7 +191,7 @@ def save_for_transformers(tokenizer, directory: Path, model_max_length: int = 81
 
 
 def train_tokenizer(corpus_dir, vocab_size: int, output_dir, temperature: float = 0.3, max_bytes: int = 200 * 2**20,
-                    languages: list[str] | None = None, seed: int = 0, overwrite: bool = False) -> dict:
+                    languages: str | list[str] | None = None, seed: int = 0, overwrite: bool = False) -> dict:
     """Train on a language-balanced sample of `corpus_dir` and write the tokenizer directory; returns its summary."""
     output_dir = Path(output_dir)
     if not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
@@ -201,7 +202,7 @@ def train_tokenizer(corpus_dir, vocab_size: int, output_dir, temperature: float 
     if max_bytes < 1:
         raise UsageError(f"--max-mb must be positive, got {max_bytes / 2**20}")
     check_output_directory(output_dir, overwrite, scans=[("--corpus", corpus_dir)])
-    files = corpus_languages(corpus_dir, normalize_labels(languages))
+    files = corpus_languages(corpus_dir, normalize_list(languages))
     sample, budgets = sample_training_texts(files, max_bytes, temperature, seed)
     if not sample:
         raise UsageError(f"no usable text in {corpus_dir} for the languages asked for")

@@ -121,7 +121,7 @@ class LoaderShards(PackedShards):
 
     def table(self, language: str) -> RowTable:
         if language not in self._tables:
-            self._tables[language] = RowTable.scan(self.train_files(language), self.seq_len)
+            self._tables[language] = RowTable.scan(self.files(language, "train"), self.seq_len)
         return self._tables[language]
 
 

@@ -148,15 +148,15 @@ class Rotary(nn.Module):
         super().__init__()
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        half = head_dim // 2  # the sign rotate-half gives each half: −x₂ first, then +x₁
+        self.register_buffer("sign", torch.cat((-torch.ones(half), torch.ones(half))), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) positions → fp32 (cos, signed sin), each (B, 1, T, D) to broadcast over heads. The sin table's
         first half is negated, which turns rotate-half into a roll (see apply_rotary)."""
         freqs = positions[..., None].float() * self.inv_freq  # (B, T, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)[:, None]
-        half = emb.shape[-1] // 2
-        sign = torch.cat((-torch.ones(half, device=emb.device), torch.ones(half, device=emb.device)))
-        return emb.cos(), emb.sin() * sign
+        return emb.cos(), emb.sin() * self.sign
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:

@@ -275,7 +275,8 @@ def test_shards_packed_under_labels_the_registry_has_since_merged_or_dropped_rea
 
     shutil.rmtree(renamed / "fra_Latn")  # counted in token_counts.csv, but its rows are gone
     for read_rows in (read_packed_shards, lambda path: LoaderShards.open(path).table("fra_Latn")):
-        with pytest.raises(UsageError, match=r"counts train tokens for fra_Latn, but there are no part-\*\.parquet files in fra_Latn/train/"):
+        with pytest.raises(UsageError, match=r"counts train tokens for fra_Latn, but there are no part-\*\.parquet "
+                                             r"files in fra_Latn/train/"):
             read_rows(renamed)
     assert LoaderShards.open(renamed).vocab_size  # what a mixture phase reads of its shards still opens
 
