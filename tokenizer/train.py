@@ -35,7 +35,7 @@ from mmbert.atomic import atomic_directory, check_output_directory, write_text_a
 from mmbert.errors import UsageError
 from tokenizer.corpus_files import corpus_languages, iter_texts, text_bytes
 from tokenizer.documents import document_hash, hash_fraction
-from tokenizer.special_tokens import BOS_TOKEN, EOS_TOKEN, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS, UNK_TOKEN
+from tokenizer.special_tokens import BOS_TOKEN, EOS_TOKEN, MASK_TOKEN, SPECIAL_TOKEN_ROLES, SPECIAL_TOKENS, UNK_TOKEN
 
 BYTE_TOKENS = [f"<0x{byte:02X}>" for byte in range(256)]
 CHARACTER_COVERAGE = 0.9995
@@ -173,8 +173,14 @@ def build_gemma_style_bpe(texts: list[str], vocab_size: int):
 
 def save_for_transformers(tokenizer, directory: Path, model_max_length: int = 8192) -> None:
     """tokenizer.json + tokenizer_config.json + special_tokens_map.json, as AutoTokenizer expects them."""
+    from tokenizers import AddedToken, Tokenizer
     from transformers import PreTrainedTokenizerFast
 
+    # <mask> takes the space before it: masking replaced whole tokens ("▁Paris", space included) in training, so
+    # "is <mask>." must encode as [▁is, <mask>, .], not [▁is, ▁, <mask>, .] (a lone "▁" precedes digits in real text,
+    # which is what a fill-mask pipeline would then predict). A copy: the caller's tokenizer stays as it was.
+    tokenizer = Tokenizer.from_str(tokenizer.to_str())
+    tokenizer.add_special_tokens([AddedToken(MASK_TOKEN, lstrip=True, special=True, normalized=False)])
     # An encoder without token types: input names set, or transformers 4 adds token_type_ids, which ModernBERT's
     # forward rejects.
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length,

@@ -55,7 +55,10 @@ def test_loads_with_auto_tokenizer(trained):
             tokenizer.mask_token_id) == (0, 1, 2, 3, 4)
     ids = tokenizer("All human beings are born free <mask>")["input_ids"]
     assert ids[0] == 2 and ids[-1] == 1 and 4 in ids
-    assert tokenizer.decode(ids, skip_special_tokens=True) == "All human beings are born free "
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "All human beings are born free"
+    # <mask> takes the space before it (masking replaced whole "▁word" tokens in training): no lone "▁" before it
+    pieces = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("born free", " equal")]
+    assert tokenizer("born free <mask> equal")["input_ids"] == [2, *pieces[0], 4, *pieces[1], 1]
     assert (output / "special_tokens_map.json").exists()
     config = json.loads((output / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "PreTrainedTokenizerFast" and config["mask_token"] == "<mask>"

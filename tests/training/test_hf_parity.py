@@ -142,6 +142,10 @@ def test_real_gemma2_tokenizer_is_exported(gemma2_tokenizer_json, tmp_path):
     # As in training: [CLS] … [SEP] for one text, [CLS] A [SEP] B [SEP] for a pair.
     assert tok.mask_token_id == MASK_ID and tok("Hello world")["input_ids"] == [CLS_ID, 4521, 2134, SEP_ID]
     assert tok("Hello", "world")["input_ids"] == [CLS_ID, 4521, SEP_ID, 9097, SEP_ID]
+    # A typed <mask> stands for a whole token, its space included, as in training (not a lone "▁" before it).
+    word = tok("The capital of France is Paris.")["input_ids"]
+    masked = tok("The capital of France is <mask>.")["input_ids"]
+    assert masked == word[:6] + [MASK_ID] + word[7:] and len(word) == 9
 
 
 def test_export_refuses_bad_input_and_writes_nothing(exported, tmp_path):
