@@ -11,6 +11,7 @@ Extraction: resiliparse (default, fast) or trafilatura (`extractor="trafilatura"
 from __future__ import annotations
 
 import codecs
+import unicodedata
 
 from resiliparse.parse.encoding import detect_encoding
 
@@ -104,7 +105,9 @@ def extract_text(record: dict, extractor: str = "resiliparse") -> tuple[dict | N
         text = html_to_text(decoded, extractor) if is_html else decoded
     except Exception:  # an extractor bug on one odd page must not stop the job
         return None, "extraction_error"
-    text = clean_lines(text)
+    # NFC, as trafilatura returns and FineWeb-2's filters saw: decomposed accents (Vietnamese pages often have them)
+    # would miss every stop word, and the same text in two normal forms would escape exact deduplication.
+    text = unicodedata.normalize("NFC", clean_lines(text))
     if not text:
         return None, "empty_text"
     document = {key: value for key, value in record.items() if key not in ("payload", "content_type", "charset", "kind")}

@@ -63,12 +63,21 @@ class FilterSettings:
     max_non_alpha_words_ratio: float = 0.8
     min_stop_words: int = 2
     stopwords: frozenset[str] = field(default_factory=frozenset)
+    # How the word splitter gives each stop word (FineWeb-2's are tokens of its own per-language tokenizers): the
+    # words that stand for it, and the prefixes and suffixes of words that do (see _stop_word_forms).
+    stop_word_forms: dict[str, str] = field(default_factory=dict)
+    stop_word_prefixes: dict[str, str] = field(default_factory=dict)
+    stop_word_suffixes: dict[str, str] = field(default_factory=dict)
     dup_line_frac: float = 0.3
     top_n_grams: tuple[tuple[int, float], ...] = ((2, 0.2), (3, 0.18), (4, 0.16))
     dup_n_grams: tuple[tuple[int, float], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
     line_punct_thr: float = 0.12
     char_duplicates_ratio: float = 0.1
     new_line_ratio: float = 0.3
+
+    def __post_init__(self):
+        if self.stopwords and not self.stop_word_forms:  # settings made by hand: each stop word as it is
+            object.__setattr__(self, "stop_word_forms", {word: word for word in self.stopwords})
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,12 +99,50 @@ def settings_for(language: str) -> FilterSettings:
         max_avg_word_length=float(config["max_avg_word_length"]),
         max_non_alpha_words_ratio=float(config["max_non_alpha_words_ratio"]),
         stopwords=frozenset(config["stopwords"]),
+        **_stop_word_forms(config["stopwords"], script_of_label(language)),
         dup_line_frac=float(config["dup_line_frac"]),
         top_n_grams=tuple((int(n), float(f)) for n, f in config["top_n_grams"]),
         dup_n_grams=tuple((int(n), float(f)) for n, f in config["dup_n_grams"]),
         line_punct_thr=float(config["line_punct_thr"]),
         new_line_ratio=float(config["new_line_ratio"]),
     )
+
+
+def _stop_word_forms(stopwords: list[str], script: str | None) -> dict[str, dict[str, str]]:
+    """Where FineWeb-2's tokenizers and this project's word splitter disagree, the forms a stop word takes here:
+    - Tibetan's end in a tsheg, which the splitter drops (`དང་` is the word `དང`);
+    - ones ending in a joiner (Maltese `il-`, French `l'`) stay glued to the next word (`il-bniedem`): they count as
+      a prefix, or alone without the joiner;
+    - Korean's are particles and endings glued to words (FineWeb-2 counts Kiwi's morphemes): a word that begins or
+      ends with one counts."""
+    forms, prefixes = {}, {}
+    for word in stopwords:
+        forms[word] = word
+        if word[-1:] in "-'’" and len(word) > 1:
+            prefixes[word] = word
+            forms.setdefault(word[:-1], word)
+            continue
+        pieces = [piece for piece in split_words(word, script) if _has_alnum(piece)]
+        if len(pieces) == 1:
+            forms.setdefault(pieces[0], word)
+    if script == "Hang":
+        return {"stop_word_forms": forms, "stop_word_prefixes": dict(forms), "stop_word_suffixes": dict(forms)}
+    return {"stop_word_forms": forms, "stop_word_prefixes": prefixes}
+
+
+def count_stop_words(words: list[str], settings: FilterSettings) -> int:
+    """Distinct stop words present (as Gopher and datatrove count them), in the forms _stop_word_forms gives."""
+    forms, prefixes, suffixes = settings.stop_word_forms, settings.stop_word_prefixes, settings.stop_word_suffixes
+    found = {forms[word] for word in set(words) if word in forms}
+    if prefixes or suffixes:
+        longest = max(map(len, (*prefixes, *suffixes)))
+        for word in set(words):
+            for k in range(1, min(len(word), longest + 1)):  # proper prefixes and suffixes only
+                if word[:k] in prefixes:
+                    found.add(prefixes[word[:k]])
+                if word[-k:] in suffixes:
+                    found.add(suffixes[word[-k:]])
+    return len(found)
 
 
 def language_score_threshold(language: str) -> float:
@@ -206,7 +253,7 @@ def gopher_quality(text: str, words: list[str], settings: FilterSettings, signal
     if alpha_ratio < settings.max_non_alpha_words_ratio:  # the name is Gopher's; it is a minimum on alphabetic words
         return "gopher_below_alpha_threshold"
     if settings.stopwords:
-        stop_words = len(settings.stopwords.intersection(words))  # distinct stop words, as Gopher and datatrove
+        stop_words = count_stop_words(words, settings)
         signals["stop_words"] = stop_words
         if stop_words < settings.min_stop_words:
             return "gopher_enough_stop_words"

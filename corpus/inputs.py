@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import unicodedata
 from datetime import datetime
 from typing import Iterable, Iterator
 
@@ -187,7 +188,7 @@ def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Remov
     given_id = obj.get("id")
     document = {"id": f"{path}#{index}" if given_id is None or given_id == "" else str(given_id),
                 "url": str(obj.get("url") or metadata.get("url") or ""),
-                "date": iso_date(date) if date else "", "text": text, "source": path}
+                "date": iso_date(date) if date else "", "text": unicodedata.normalize("NFC", text), "source": path}
     try:  # JSON may escape half a surrogate pair ("\ud83d"): no UTF-8 writer downstream accepts it
         "".join((document["id"], document["url"], text)).encode("utf-8")
     except UnicodeEncodeError:

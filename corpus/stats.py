@@ -57,8 +57,10 @@ def totals(stats: dict) -> dict:
         for reasons in entry["removed"].values():
             for reason, sizes in reasons.items():
                 removed[reason] += sizes["documents"]
-    for reason, sizes in stats["removed_before_language_id"].items():
+    for reason, sizes in stats["removed_before_language_id"].items():  # in the totals' "in" too: in = out + removed
         removed[reason] += sizes["documents"]
+        for size in SIZE_FIELDS:
+            result[f"{size}_in"] += sizes[size]
     result["languages_out"] = sum(1 for entry in stats["languages"].values() if entry["documents_out"])
     result["removed"] = dict(sorted(removed.items()))
     return result

@@ -6,13 +6,14 @@ import collections
 import gzip
 import io
 import json
+import unicodedata
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from corpus.extract import extract_text
-from corpus.inputs import read_records, resolve_inputs
+from corpus.inputs import read_jsonl, read_records, resolve_inputs
 from corpus.records import Removed
 from mmbert.errors import UsageError
 from mmbert.paths import DATA_DIR
@@ -105,6 +106,20 @@ def test_extract_handles_charsets_and_bad_payloads():
                              (page.encode("cp1251"), "undefined")):
         document, reason = extract_text(_record(payload, charset=charset))
         assert reason is None and "декларация" in document["text"], charset
+
+
+def test_text_is_nfc_normalised_whatever_the_input(tmp_path):
+    # Vietnamese as pages often carry it: decomposed accents (NFD), which no stop word or exact duplicate matches
+    text = "Mọi người sinh ra đều được tự do và bình đẳng về nhân phẩm và quyền lợi."
+    decomposed = unicodedata.normalize("NFD", text)
+    assert decomposed != text
+    page = f"<html><body><p>{decomposed}</p></body></html>".encode("utf-8")
+    assert extract_text(_record(page))[0]["text"] == text
+    assert extract_text(_record(decomposed.encode("utf-8"), content_type="text/plain"))[0]["text"] == text
+    path = tmp_path / "vi.jsonl"
+    path.write_text(json.dumps({"text": decomposed}) + "\n", encoding="utf-8")
+    with path.open("rb") as handle:
+        assert [document["text"] for document in read_jsonl(str(path), handle)] == [text]
 
 
 def test_wet_conversion_records_are_text(tmp_path):

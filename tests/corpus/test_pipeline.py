@@ -110,6 +110,8 @@ def test_stats_count_every_removal(built):
     removed = sum(r["documents"] for step in chinese["removed"].values() for r in step.values())
     assert chinese["documents_in"] == chinese["documents_out"] + removed
     assert set(chinese["removed"]) <= {"lid", "filters", "dedup_exact", "dedup_minhash"}
+    totals = stats["totals"]  # records removed before language ID are in the totals' "in" too
+    assert totals["documents_in"] == totals["documents_out"] + sum(totals["removed"].values())
     assert stats["parameters"]["minhash"] == {"ngram": 5, "bands": 14, "rows": 8, "seed": 1, "threshold": 0.7}
     low = pq.read_table(glob.glob(f"{output}/_removed/lid_low_confidence/*.parquet")[0]).to_pylist()
     assert low and all(row["reason"] == "lid_low_confidence" and row["language_score"] is not None for row in low)
