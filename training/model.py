@@ -277,7 +277,7 @@ class MaskedLM(nn.Module):
             trunc_normal(block.attn.Wo.weight, std_out)
             trunc_normal(block.mlp.Wi.weight, std_in)
             trunc_normal(block.mlp.Wo.weight, std_out)
-        trunc_normal(self.head.dense.weight, std_out)
+        trunc_normal(self.head.dense.weight, std_in)  # ModernBERT's trainer: an input module (transformers: std_out)
         self.decoder_bias.zero_()
         for module in self.modules():
             if isinstance(module, nn.LayerNorm):

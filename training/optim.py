@@ -11,6 +11,8 @@ weight by (1 − wd · lr_t / lr_peak). torch's AdamW multiplies by (1 − lr_t 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 
 import torch
@@ -62,9 +64,12 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def batch_size_at(tokens: int, batch: BatchConfig) -> int:
-    """Rows in the global batch after `tokens` tokens: a linear ramp from warmup_min_size to global_size over
-    warmup_tokens, rounded down to a multiple of warmup_min_size (as MosaicML's batch-size warm-up)."""
+    """Rows in the global batch after `tokens` tokens, as ModernBERT's (and so mmBERT's) batch-size warm-up: the
+    sizes warmup_min_size, 2x, 3x, … below global_size, each held for the same number of steps (a size of k rows
+    lasts k/Σ sizes of warmup_tokens), so the batch grows with the square root of the tokens seen."""
     if not batch.warmup_tokens or tokens >= batch.warmup_tokens:
         return batch.global_size
-    size = batch.warmup_min_size + (batch.global_size - batch.warmup_min_size) * tokens / batch.warmup_tokens
-    return max(batch.warmup_min_size, int(size) // batch.warmup_min_size * batch.warmup_min_size)
+    sizes = range(batch.warmup_min_size, batch.global_size, batch.warmup_min_size)
+    ends = [batch.warmup_tokens * seen / sum(sizes) for seen in itertools.accumulate(sizes)]
+    index = bisect.bisect_right(ends, tokens)
+    return sizes[index] if index < len(sizes) else batch.global_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,20 @@ def test_schedules_are_functions_of_tokens():
     assert lr_at(7000, 1.0, s, total) == pytest.approx(1 - 0.9 * 0.25 ** 0.5)
     sizes = [batch_size_at(tokens, recipe.batch) for tokens in range(0, 1200, 100)]
     assert sizes[0] == 6 and sizes[-1] == 48 and sizes == sorted(sizes) and all(size % 6 == 0 for size in sizes)
+
+
+def test_batch_size_warm_up_holds_each_size_for_the_same_number_of_steps():
+    # ModernBERT's BatchSizeWarmupScheduler (mmBERT's): 48, 96, … rows, equally many steps each, so the batch grows
+    # with the square root of the tokens (a linear ramp in tokens spends most steps at the smallest sizes)
+    recipe = parse_recipe({**base(), "batch": {"global_size": 480, "warmup_tokens": 10_000_000, "warmup_min_size": 48}})
+    steps, tokens, seq_len = Counter(), 0, 1024
+    while tokens < recipe.batch.warmup_tokens:
+        rows = batch_size_at(tokens, recipe.batch)
+        steps[rows] += 1
+        tokens += rows * seq_len
+    assert sorted(steps) == list(range(48, 480, 48)) and batch_size_at(tokens, recipe.batch) == 480
+    assert max(steps.values()) - min(steps.values()) <= 1, steps
+    assert batch_size_at(recipe.batch.warmup_tokens // 4, recipe.batch) == 240  # a quarter of the way: half size
 
 
 def test_cli_exits_2_on_a_bad_recipe(tmp_path, capsys):
