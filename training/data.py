@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import hashlib
 import json
 import logging
 import zlib
@@ -134,6 +135,12 @@ def position_key(path: Path | str, language: str | None = None) -> str:
     (relative, through a symlink), so that a resumed run finds it."""
     where = str(Path(path).resolve())
     return where if language is None else f"{where}:{language}"
+
+
+def manifest_sha256(directory: str) -> str | None:
+    """sha256 of a shards or mixture directory's manifest.json (None without one): what the directory holds."""
+    manifest = Path(directory) / "manifest.json"
+    return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
 
 
 def _stable_hash(text: str) -> int:
@@ -392,13 +399,34 @@ class TrainLoader:
             "tokens_in_phase": self.tokens_in_phase,
             "streams": {key: [stream.epoch, stream.position] for key, stream in self.streams.items()},
             "mixtures": dict(self.mixture_positions),
+            # what each directory holds, so a resumed run finds it moved or copied (node-local disk, a new mount)
+            "manifests": {where: manifest_sha256(where) for where in self._directories()},
         }
+
+    def _directories(self) -> list[str]:
+        return sorted({*(key.rsplit(":", 1)[0] for key in self.streams), *self.mixture_positions})
+
+    def _moved_directories(self, saved: dict[str, str | None]) -> dict[str, str]:
+        """Checkpointed directory → this run's directory with the same manifest, where the old one is not read now
+        and exactly one is."""
+        read_now = self._directories()
+        new = {where: manifest_sha256(where) for where in read_now if where not in saved}
+        moved = {}
+        for where, digest in saved.items():
+            found = [now for now, now_digest in new.items() if digest and now_digest == digest]
+            if where not in read_now and len(found) == 1 and found[0] not in moved.values():
+                log.info("positions for %s continue in %s (the same manifest.json)", where, found[0])
+                moved[where] = found[0]
+        return moved
 
     def load_state_dict(self, state: dict) -> None:
         self.phase_index = int(state["phase_index"])
         self.step_in_phase, self.tokens_in_phase = int(state["step_in_phase"]), int(state["tokens_in_phase"])
+        moved = self._moved_directories(state.get("manifests", {}))
         for key, (epoch, position) in state["streams"].items():
             key = position_key(*key.rsplit(":", 1))  # checkpoints before keys were resolved paths
+            where, _, language = key.rpartition(":")
+            key = f"{moved.get(where, where)}:{language}"
             if key not in self.streams:
                 log.warning("checkpoint has a position for %s, which this recipe does not read: that stream "
                             "starts over", key)
@@ -406,6 +434,7 @@ class TrainLoader:
             self.streams[key].epoch, self.streams[key].position = int(epoch), int(position)
         for key, position in state["mixtures"].items():
             key = position_key(key)
+            key = moved.get(key, key)
             if key not in self.mixture_positions:
                 log.warning("checkpoint has a position in mixture %s, which this recipe does not read", key)
             self.mixture_positions[key] = int(position)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -49,7 +50,6 @@ def test_rank_slices_make_up_the_single_process_batch(shards_64):
 
 
 def test_epochs_keep_apart_one_language_in_two_shards_directories(shards_64, tmp_path):
-    import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(shards_64, copy)
@@ -177,6 +177,26 @@ def test_a_resumed_loader_finds_its_positions_under_another_spelling_of_the_shar
     assert "does not read" not in caplog.text
 
 
+def test_a_resumed_loader_finds_its_positions_in_shards_moved_or_copied_elsewhere(shards_64, tmp_path, caplog):
+    loader = TrainLoader(recipe(shards_64))
+    batches(loader, 3)
+    state = loader.state_dict()
+    expected = batches(loader, 3)
+    moved = tmp_path / "node-local" / "shards"  # e.g. copied to node-local disk: another path, the same manifest
+    shutil.copytree(shards_64, moved)
+    resumed = TrainLoader(recipe(moved))
+    resumed.load_state_dict(state)
+    for x, y in zip(expected, batches(resumed, 3)):
+        assert (x.input_ids == y.input_ids).all() and x.row_seeds == y.row_seeds
+    assert "does not read" not in caplog.text
+    # other data under the old path's name is not taken for it: its streams start over, as said
+    other = tmp_path / "other"
+    shutil.copytree(shards_64, other)
+    (other / "manifest.json").write_text((other / "manifest.json").read_text(encoding="utf-8") + " ")
+    TrainLoader(recipe(other)).load_state_dict(state)
+    assert "does not read" in caplog.text
+
+
 def test_missing_languages_fail_by_name_or_are_skipped_when_asked(shards_64, caplog):
     phases = [{"name": "p", "languages": ["eng_Latn", "zul_Latn", "xho_Latn"], "temperature": 0.7, "budget": 1024,
                "mask_rate": 0.3, "seq_len": 64}]
@@ -203,7 +223,6 @@ def test_sequence_length_and_shards_errors_are_clear(shards_64, shards_128, tmp_
 
 
 def test_rows_of_another_length_in_a_shards_directory_are_named_before_training(shards_64, shards_128, tmp_path):
-    import shutil
 
     from languages.mixture import read_packed_shards
 
@@ -249,7 +268,6 @@ def test_shards_packed_under_labels_the_registry_has_since_merged_or_dropped_rea
         shards_64, tmp_path, caplog):
     """Mixtures and the loader open shards through one reader: a directory named by an older spelling of a label
     (`deu` for `deu_Latn`) is read under today's label, an unknown one is left out with a warning, in both."""
-    import shutil
 
     from languages.mixture import read_packed_shards
     from training.data import LoaderShards
@@ -282,7 +300,6 @@ def test_shards_packed_under_labels_the_registry_has_since_merged_or_dropped_rea
 
 
 def test_a_shard_cut_short_is_named_by_the_mixture_job_and_the_loader(shards_64, tmp_path):
-    import shutil
 
     from languages.mixture import read_packed_shards
 
