@@ -19,11 +19,14 @@ from training.loss import IGNORE_INDEX, prediction_capacity
 
 
 def train_step(wrapped, model, optimizer, inputs, document_ids, labels, predicted, capacities, *,
-               micro: int, ctx: Distributed, autocast: bool, grad_clip: float, fsdp: bool):
+               micro: int, ctx: Distributed, autocast: bool, grad_clip: float, fsdp: bool, dropout_seed: int = 0,
+               first_row: int = 0):
     """One optimizer step over the micro-batches of this process's rows, all tensors already on the device.
 
     `predicted` is the number of masked tokens in the whole global batch (a device tensor): each micro-batch's
-    summed loss is divided by it, so 1 process and N processes compute the same gradient. Returns (mean loss over
+    summed loss is divided by it, so 1 process and N processes compute the same gradient; dropout too, as each
+    micro-batch seeds it from `dropout_seed` and its first row's place in the global batch (`first_row` is this
+    process's), not from the process's rank (the same micro-batch size on both sides). Returns (mean loss over
     the global batch, gradient norm before clipping, `predicted`), all device tensors: nothing here waits for the
     device, so the caller decides when to read them.
     """
@@ -34,6 +37,7 @@ def train_step(wrapped, model, optimizer, inputs, document_ids, labels, predicte
     for index, (start, capacity) in enumerate(zip(starts, capacities)):
         sync = index == len(starts) - 1 or not ctx.enabled or fsdp
         rows = slice(start, start + micro)
+        torch.manual_seed((dropout_seed + 7_919 * (first_row + start)) % 2**63)  # a resumed step is the same step
         with (contextlib.nullcontext() if sync else wrapped.no_sync()), \
                 torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
             out = wrapped(inputs[rows], document_ids[rows], labels[rows], max_predictions=capacity)

@@ -106,8 +106,6 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         rows = batch_size_at(tokens_seen, recipe.batch)
         lr = lr_at(loader.schedule_tokens, phase.lr or recipe.optimizer.lr, recipe.schedule, recipe.total_tokens)
         set_lr(optimizer, lr)
-        # Dropout (if any) draws from the global generator: seed it per step so a resumed step is the same step.
-        torch.manual_seed((recipe.seed * 1_000_003 + step * 1_009 + ctx.rank) % 2**63)
 
         batch = loader.next_batch(rows)
         inputs, labels = mask_batch(batch.input_ids, phase.mask_rate, batch.row_seeds, config.vocab_size)
@@ -120,7 +118,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
             to_device(t, ctx.device) for t in (inputs, document_ids, labels, local_predicted))
         loss, grad_norm, predicted = train_step(
             wrapped, model, optimizer, inputs, document_ids, labels, all_reduce_sum(local_predicted), capacities,
-            micro=micro, ctx=ctx, autocast=bf16 and not fsdp, grad_clip=recipe.optimizer.grad_clip, fsdp=fsdp)
+            micro=micro, ctx=ctx, autocast=bf16 and not fsdp, grad_clip=recipe.optimizer.grad_clip, fsdp=fsdp,
+            dropout_seed=recipe.seed * 1_000_003 + step * 1_009, first_row=ctx.rank * (rows // ctx.world_size))
 
         step_tokens = rows * phase.seq_len
         state["step"], state["tokens_seen"] = step + 1, tokens_seen + step_tokens

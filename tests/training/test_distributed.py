@@ -16,12 +16,13 @@ def overrides(shards_64, shards_128) -> list[str]:
     """Three short phases (2 + 2 + 1 steps of 8 rows), the last at 128 tokens per row from its own shards; micro-
     batches of 2 rows, so each of two processes accumulates two micro-batches and a single process four.
 
+    Dropout is on (seeded per micro-batch by its place in the global batch, so the processes draw what one would).
     Adam's eps is 1e-6, not 1e-8: a rare token's gradient can be ~1e-8, where the update g / (|g| + eps) turns a
     rounding difference of the summation order into a visible weight difference (6e-5 on one element at 1e-8)."""
     return ["--no-progress", f"data.shards={shards_64}", "phases.0.budget=1K", "phases.1.budget=1K",
             "phases.2.budget=1K", "phases.2.seq_len=128", f"phases.2.shards={shards_128}", "batch.micro_size=2",
             "schedule.warmup_tokens=512", "schedule.decay_tokens=1K", "training.checkpoint_every=100",
-            "optimizer.eps=1e-6"]
+            "optimizer.eps=1e-6", "model.attention_out_dropout=0.1"]
 
 
 @pytest.fixture(scope="module")
