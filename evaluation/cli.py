@@ -80,7 +80,8 @@ def register(subparsers) -> None:
         "compare", prog="mmbert eval compare",
         help="set two or more result directories side by side (table + plots)",
         description="Read the results.csv of each directory and write compare.csv, compare.md and one plot per "
-                    "headline metric (grouped bars per language).",
+                    "headline metric (grouped bars per language). Settings (results.json) that differ between the "
+                    "runs, and scores over a different n, are listed in compare.md.",
         epilog=COMPARE_EPILOG, formatter_class=HelpFormatter)
     compare.add_argument("results", nargs="+", metavar="RESULTS_DIR")
     compare.add_argument("--output", required=True, help="output directory")
@@ -142,8 +143,9 @@ def eval_command(args) -> int:
     plot_inputs = (phase_of_languages(args.schedule, shard_token_counts(args.shards)),
                    training_data_amounts(args.shards))
 
+    # Everything that can change a score, so `eval compare` can tell runs made differently apart.
     settings = {"model path": str(args.model), "tasks": ",".join(tasks), "seed": args.seed,
-                "precision": args.precision,
+                "precision": args.precision, "max length": args.max_length,
                 "languages": ",".join(languages) if languages else "all with data"}
     if "mlm" in tasks:
         settings.update({"shards": str(args.shards), "masked positions per language": args.mlm_positions})
@@ -158,6 +160,9 @@ def eval_command(args) -> int:
         settings["classification data"] = str(args.classification_data or classification.DEFAULT_DATA)
         settings["classifier"] = ("encoder fine-tuned" if args.finetune_encoder else "linear head on frozen encoder")
         settings["zero-shot transfer from"] = transfer_from
+        if args.finetune_encoder:  # the frozen-encoder head has no such knobs
+            settings.update({"fine-tuning epochs": args.epochs, "fine-tuning learning rate": args.learning_rate,
+                             "fine-tuning batch size": args.batch_size})
     results = run_tasks(args, tasks, languages, bitext, examples, transfer_from, settings)
     write_outputs(results, output, args, settings, plot_inputs)
     scored = sum(r.ok for r in results)
@@ -173,8 +178,13 @@ def run_tasks(args, tasks, languages, bitext, examples, transfer_from, settings)
     with open_model(args.model, tokenizer=args.tokenizer, name=args.name, max_length=args.max_length,
                     batch_size=args.batch_size, device=args.device, precision=args.precision) as model:
         settings["model"] = model.name
+        if model.max_length < args.max_length:  # capped by the model's positions or its tokenizer
+            settings["max length"] = f"{model.max_length} (the model's limit; {args.max_length} asked)"
         if "retrieval" in tasks:
             model.check_layer(args.retrieval_layer)  # before any task runs: a typo costs seconds, not the MLM task
+            layers = model.encoder.config.num_hidden_layers
+            index = args.retrieval_layer % (layers + 1)  # -1 and L are both the last: recorded alike
+            settings["retrieval layer"] = "last" if index == layers else index
         if "mlm" in tasks:
             results += mlm.evaluate_mlm(model, args.shards, languages, args.mlm_positions, args.seed)
         if "retrieval" in tasks:
@@ -219,8 +229,10 @@ def _run_labels(models: list[str], directories: list[str]) -> list[str]:
 
 
 def compare_command(args) -> int:
-    from evaluation.report import write_comparison
-    from evaluation.results import read_results
+    import sys
+
+    from evaluation.report import differing_settings, write_comparison
+    from evaluation.results import read_results, read_settings
     from mmbert.atomic import atomic_directory
 
     if len(args.results) < 2:
@@ -232,9 +244,13 @@ def compare_command(args) -> int:
         if not rows:
             raise UsageError(f"{directory}/results.csv has no rows")
         runs.append(rows)
+    settings = [read_settings(directory) for directory in args.results]
     labels = _run_labels([run[0].model for run in runs], args.results)
     runs = [[replace(r, model=label) for r in run] for run, label in zip(runs, labels)]
     with atomic_directory(output, overwrite=args.overwrite) as directory:
-        write_comparison(runs, directory)
+        write_comparison(runs, directory, settings)
+    if differing := differing_settings(settings):
+        print(f"warning: the result sets were made with different settings ({', '.join(differing)}); "
+              f"see {output}/compare.md", file=sys.stderr)
     print(f"compared {len(runs)} result sets → {output}/compare.md, compare.csv")
     return 0

@@ -89,11 +89,25 @@ def sample_positions(pieces: list[np.ndarray], special_ids: set[int], budget: in
 
 
 def tokenizer_mismatch(model: EncoderUnderTest, manifest: dict) -> str | None:
-    """Why this model cannot be scored on these shards (a different vocabulary), or None."""
-    packed = (manifest.get("tokenizer") or {}).get("vocab_size")
+    """Why this model cannot be scored on these shards (a different vocabulary), or None.
+
+    The manifest's `vocab_sha256` (tokenizer/vocab.py) tells apart two tokenizers of the same size; manifests
+    written before it existed, and models without a `tokenizers` backend, are checked on the size alone."""
+    from tokenizer.vocab import vocab_digest
+
+    recorded = manifest.get("tokenizer") or {}
+    packed = recorded.get("vocab_size")
     if packed is not None and int(packed) != model.vocab_size:
         return (f"the model's tokenizer has {model.vocab_size} tokens but the shards were packed with one of "
                 f"{packed}; MLM needs the same tokenizer")
+    backend = getattr(model.tokenizer, "backend_tokenizer", None)
+    if not recorded.get("vocab_sha256") or backend is None:
+        return None
+    ours, theirs = vocab_digest(backend), str(recorded["vocab_sha256"])
+    if ours != theirs:
+        return (f"the model's tokenizer has the same size ({model.vocab_size} tokens) as the one the shards were "
+                f"packed with but a different vocabulary (vocab_sha256 {ours[:12]}… vs {theirs[:12]}…): the same "
+                "ids stand for other tokens; MLM needs the same tokenizer")
     return None
 
 

@@ -66,12 +66,20 @@ class EncoderUnderTest:
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [ids[: self.max_length - 2] for ids in encoded]
 
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many of `texts` are longer than a single input holds (max_length - 2 tokens) and get cut."""
+        if not texts:
+            return 0
+        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return sum(len(ids) > self.max_length - 2 for ids in encoded)
+
     def wrap(self, ids: Sequence[int], pair: Sequence[int] | None = None) -> list[int]:
-        """[CLS] ids [SEP] (pair [SEP]), cut to max_length."""
-        sequence = [self.cls_id, *ids, self.sep_id]
-        if pair is not None:
-            sequence += [*pair, self.sep_id]
-        return sequence[: self.max_length]
+        """[CLS] ids [SEP], or [CLS] ids [SEP] pair [SEP], within max_length. A pair is cut longest-first (as
+        transformers' `truncation=True`), so a long first text never pushes out the second text or the last [SEP]."""
+        if pair is None:
+            return [self.cls_id, *ids[: self.max_length - 2], self.sep_id]
+        ids, pair = truncate_longest_first(ids, pair, self.max_length - 3)
+        return [self.cls_id, *ids, self.sep_id, *pair, self.sep_id]
 
     def pad(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded (B, T) input ids and attention mask, on the model's device."""
@@ -134,6 +142,16 @@ class EncoderUnderTest:
         if logits.shape[:2] != (1, input_ids.shape[0]):  # the head did not see the hook's selection
             raise RuntimeError(f"{self.name}: unexpected masked-LM output shape {tuple(logits.shape)}")
         return logits[0]
+
+
+def truncate_longest_first(first: Sequence[int], second: Sequence[int], budget: int
+                           ) -> tuple[list[int], list[int]]:
+    """Drop tokens from the end of the longer text, one at a time (the second on a tie, as transformers does),
+    until both fit in `budget` tokens together."""
+    first, second = list(first), list(second)
+    while len(first) + len(second) > max(budget, 0):
+        (first if len(first) > len(second) else second).pop()
+    return first, second
 
 
 def _first_id(tokenizer, *names: str) -> int:

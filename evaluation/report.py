@@ -4,8 +4,8 @@ In:  result rows (evaluation/results.py), the training schedule (which phase int
      amount of training data per language (the shards' token_counts.csv, else FineWeb-2's word counts).
 Out: report.md (a table per task, means, skipped rows with their reasons) and per headline metric three plots:
      `<task>-<metric>-by-language.png` (sorted), `-by-phase.png` (grouped by the phase that introduced the language),
-     `-vs-data.png` (against training data, log scale). `compare` writes compare.csv, compare.md and
-     `compare-<task>-<metric>.png`.
+     `-vs-data.png` (against training data, log scale). `compare` writes compare.csv, compare.md (which also lists
+     the settings, and the cells' n, that differ between the runs) and `compare-<task>-<metric>.png`.
 """
 
 from __future__ import annotations
@@ -180,15 +180,18 @@ def write_report(results: list[Result], directory: Path, model: str, settings: d
             if values:
                 lines.append(f"- {_mean_name(metric)} {metric} over {len(values)} languages: "
                              f"{_mean(metric, values):.4g}")
-        if task == "retrieval" and ok:  # 1/n: a random embedding finds its translation among n by chance
-            lines.append(f"- chance level: {statistics.fmean(1 / r.n for r in ok):.3g} (1 / sentence pairs)")
+        accuracies = [r for r in ok if r.metric.startswith("accuracy")]
+        if task == "retrieval" and accuracies:  # 1/n: a random embedding finds its translation among n by chance
+            lines.append(f"- chance level: {statistics.fmean(1 / r.n for r in accuracies):.3g} (1 / sentence pairs)")
         table: dict[str, dict[str, Result]] = defaultdict(dict)
         for r in rows:
             table[r.language][r.metric] = r
-        lines += ["", "| language | " + " | ".join(metrics) + " | n |", "|---" * (len(metrics) + 2) + "|"]
+        # n is per metric (fertility: words for tokens_per_word, tokens for bytes_per_token): show the first's.
+        lines += ["", "| language | " + " | ".join(metrics) + f" | n ({metrics[0]}) |",
+                  "|---" * (len(metrics) + 2) + "|"]
         for language in sorted(table):
             cells = [_format(table[language][m].value) if m in table[language] else "" for m in metrics]
-            n = max(r.n for r in table[language].values())
+            n = next(table[language][m].n for m in metrics if m in table[language])
             lines.append(f"| {language} | " + " | ".join(cells) + f" | {n} |")
         skipped_rows = sorted({(r.language, r.status) for r in rows if not r.ok})
         if skipped_rows:
@@ -198,9 +201,62 @@ def write_report(results: list[Result], directory: Path, model: str, settings: d
     write_text_atomic(directory / "report.md", "\n".join(lines) + "\n")
 
 
-def write_comparison(runs: list[list[Result]], directory: Path) -> None:
-    """Side by side: compare.csv (task, language, metric, one column per model), compare.md, one plot per metric."""
+# Settings that name the model itself: they differ between compared runs by design.
+MODEL_SETTINGS = {"model", "model path"}
+SHOWN_N_DIFFERENCES = 30
+
+
+def differing_settings(settings: list[dict | None]) -> dict[str, list[str]]:
+    """Setting → its value per run, for the settings (other than the model's own) that are not the same in every run
+    that recorded settings; "–" where a run lacks the setting. Runs without settings (None) are left out."""
+    recorded = [s for s in settings if s is not None]
+    keys = dict.fromkeys(k for s in recorded for k in s if k not in MODEL_SETTINGS)
+    values = {key: [str(s.get(key, "–")) if s is not None else "?" for s in settings] for key in keys}
+    return {key: row for key, row in values.items()
+            if len({v for v, s in zip(row, settings) if s is not None}) > 1}
+
+
+def _settings_lines(models: list[str], settings: list[dict | None], differing: dict[str, list[str]]) -> list[str]:
+    lines = []
+    if differing:
+        lines += ["## Settings that differ", "",
+                  "The runs were not made the same way: score differences may come from these, not the models.", "",
+                  "| setting | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+        lines += [f"| {key} | " + " | ".join(row) + " |" for key, row in differing.items()] + [""]
+    unknown = [model for model, s in zip(models, settings) if s is None]
+    if unknown:
+        lines += [f"No settings recorded (no results.json) for {', '.join(unknown)}: they could not be checked.", ""]
+    return lines
+
+
+def _n_difference_lines(models: list[str], counts: dict[tuple[str, str, str], dict[str, int]]) -> list[str]:
+    """Cells scored by every model on a different number of examples (masked positions, pairs, test rows)."""
+    differ = [key for key in sorted(counts)
+              if len(counts[key]) == len(models) and len(set(counts[key].values())) > 1]
+    if not differ:
+        return []
+    lines = ["## Scores over a different n", "",
+             f"{len(differ)} task × language × metric cells were scored on a different number of examples per run "
+             "(see `n` in each results.csv); their values are not measured alike.", "",
+             "| task | language | metric | " + " | ".join(f"n {m}" for m in models) + " |",
+             "|---" * (len(models) + 3) + "|"]
+    lines += [f"| {' | '.join(key)} | " + " | ".join(str(counts[key][m]) for m in models) + " |"
+              for key in differ[:SHOWN_N_DIFFERENCES]]
+    if len(differ) > SHOWN_N_DIFFERENCES:
+        lines.append(f"\n… and {len(differ) - SHOWN_N_DIFFERENCES} more.")
+    return lines + [""]
+
+
+def write_comparison(runs: list[list[Result]], directory: Path, settings: list[dict | None] | None = None) -> None:
+    """Side by side: compare.csv (task, language, metric, one column per model), compare.md, one plot per metric.
+    `settings`: each run's recorded settings (None where it has none); those that differ get a table."""
     models = [run[0].model for run in runs]
+    settings = settings if settings is not None else [None] * len(runs)
+    counts: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
+    for run in runs:
+        for r in run:
+            if r.ok:
+                counts[(r.task, r.language, r.metric)][r.model] = r.n
     cells: dict[tuple[str, str, str], dict[str, float | None]] = defaultdict(dict)
     for run in runs:
         for r in run:
@@ -213,7 +269,8 @@ def write_comparison(runs: list[list[Result]], directory: Path) -> None:
     write_text_atomic(directory / "compare.csv", buffer.getvalue())
 
     lines = [f"# Comparison: {', '.join(models)}", "",
-             "Means over the languages that every model scored (geometric for "
+             *_settings_lines(models, settings, differing_settings(settings)),
+             "## Means", "", "Means over the languages that every model scored (geometric for "
              f"{', '.join(sorted(LOG_SCALE))}).", "",
              "| task | metric | languages | " + " | ".join(models) + " |", "|---" * (len(models) + 3) + "|"]
     plots = []
@@ -229,8 +286,8 @@ def write_comparison(runs: list[list[Result]], directory: Path) -> None:
             plot_comparison({m: {l: cells[(task, l, metric)][m] for l in shared} for m in models},
                             f"{task} {metric}", directory / name, metric in LOG_SCALE)
             plots.append(name)
-    lines += [""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "Per language: compare.csv."]
+    lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
+    lines += [*_n_difference_lines(models, counts), "Per language: compare.csv."]
     write_text_atomic(directory / "compare.md", "\n".join(lines) + "\n")
 
 

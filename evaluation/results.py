@@ -27,7 +27,7 @@ class Result:
     language: str
     metric: str
     value: float | None  # None when skipped
-    n: int  # examples behind the value (masked tokens, sentence pairs, test rows, words)
+    n: int  # examples behind the value (masked tokens, sentence pairs, test rows, words, …): per metric
     status: str = OK
 
     @property
@@ -72,3 +72,15 @@ def read_results(directory: str | Path) -> list[Result]:
                 value = None
             rows.append(Result(row["model"], row["task"], row["language"], row["metric"], value, n, row["status"]))
     return rows
+
+
+def read_settings(directory: str | Path) -> dict | None:
+    """The settings DIR/results.json records, or None for a directory without one (only results.csv)."""
+    path = Path(directory) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8")).get("settings")
+    except (ValueError, AttributeError) as error:
+        raise UsageError(f"{path}: not a results.json written by `mmbert eval` ({error})") from None
+    return settings if isinstance(settings, dict) else None

@@ -4,7 +4,8 @@ In:  a directory of TSV files, each line `src_lang<TAB>tgt_lang<TAB>src<TAB>tgt`
      format; default: the shipped UDHR set, data/retrieval/udhr, one article per line, each language with English).
 Out: per language (the non-English side of each pair) `accuracy_to_<tgt>` (each source sentence finds its
      translation among all targets by cosine similarity of mean-pooled embeddings), `accuracy_from_<tgt>` (the other
-     direction) and `accuracy`, their mean.
+     direction), `accuracy`, their mean, and `truncated_inputs`: the share of the pair's sentences (both sides; n
+     counts them) longer than `max_length - 2` tokens, whose ends the embeddings never see.
 """
 
 from __future__ import annotations
@@ -77,10 +78,13 @@ def evaluate_retrieval(model: EncoderUnderTest, bitext: dict[tuple[str, str], li
             to_other, from_other = retrieval_accuracy(sources, targets, source_texts, target_texts)
             n = len(sentence_pairs)
             suffix = "" if other == PIVOT else f"_{other}"  # the headline `accuracy` is against English only
+            # Long texts lose their ends (some scripts take 500+ tokens per UDHR article): say how many did.
+            truncated = model.count_truncated(source_texts + target_texts)
             results += [
                 Result(model.name, TASK, language, f"accuracy_to_{other}", to_other, n),
                 Result(model.name, TASK, language, f"accuracy_from_{other}", from_other, n),
                 Result(model.name, TASK, language, f"accuracy{suffix}", (to_other + from_other) / 2, n),
+                Result(model.name, TASK, language, f"truncated_inputs{suffix}", truncated / (2 * n), 2 * n),
             ]
     return results
 

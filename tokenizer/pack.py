@@ -45,6 +45,7 @@ from tokenizer.gemma import describe_tokenizer, load_tokenizer, resolve_tokenize
 from tokenizer.shards import MAX_SEQ_LEN, MIN_SEQ_LEN, write_rows
 from tokenizer.special_tokens import (CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, check_special_ids,
                                       encode_special_tokens_as_text)
+from tokenizer.vocab import vocab_digest
 
 SPLITS = ("train", "heldout")
 DEFAULT_SHARD_TEXT_BYTES = 256 * 2**20
@@ -390,9 +391,11 @@ def _checked_tokenizer(spec) -> tuple[str, dict]:
     path = resolve_tokenizer_file(spec)
     load_spec = str(path.resolve()) if path is not None else str(spec)
     # Checked before packing adds the special tokens it reads as text, which would give them made-up ids.
-    if problems := check_special_ids(load_tokenizer(load_spec)):
+    raw = load_tokenizer(load_spec)
+    if problems := check_special_ids(raw):
         raise UsageError(f"tokenizer {spec!r} does not use the encoder's special ids: " + "; ".join(problems))
-    return load_spec, describe_tokenizer(spec, packing_tokenizer(load_spec))
+    # vocab_sha256: which token every id is, so eval can refuse a model whose vocabulary differs at the same size.
+    return load_spec, {**describe_tokenizer(spec, packing_tokenizer(load_spec)), "vocab_sha256": vocab_digest(raw)}
 
 
 def _run_pipeline(plan, tokenizer_file, tmp: Path, seq_len, heldout_fraction, seed, max_chars, num_workers,

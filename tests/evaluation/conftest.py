@@ -64,6 +64,18 @@ def uniform_modernbert(tmp_path_factory, gemma2_tokenizer_json) -> Path:
 
 
 @pytest.fixture(scope="session")
+def swapped_vocab_modernbert(tmp_path_factory, gemma2_tokenizer_json) -> Path:
+    """A tiny ModernBERT whose tokenizer is Gemma 2's with two tokens trading ids: same size, another vocabulary."""
+    directory = tmp_path_factory.mktemp("swapped")
+    document = json.loads(gemma2_tokenizer_json.read_text(encoding="utf-8"))
+    vocab = document["model"]["vocab"]
+    vocab["▁Hello"], vocab["▁world"] = vocab["▁world"], vocab["▁Hello"]
+    (directory / "swapped.json").write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    save_tiny_modernbert(directory / "model", directory / "swapped.json")
+    return directory / "model"
+
+
+@pytest.fixture(scope="session")
 def tiny_xlmr(tmp_path_factory, gemma2_tokenizer_json) -> Path:
     return save_tiny_xlmr(tmp_path_factory.mktemp("xlmr"), gemma2_tokenizer_json)
 

@@ -295,3 +295,28 @@ def test_eval_reads_held_out_shards_under_todays_labels(udhr_shards, tmp_path):
     assert [p.tolist() for p in read_heldout_pieces(renamed, "fra_Latn")] == [p.tolist() for p in original]
     shutil.rmtree(renamed / "fra" / "train")  # held-out rows alone are enough to score
     assert "fra_Latn" in heldout_languages(renamed)
+
+
+def test_settings_that_change_scores_are_recorded_and_compare_warns_when_they_differ(tmp_path, tiny_xlmr, capsys):
+    common = ["eval", "--model", str(tiny_xlmr), "--languages", "fra_Latn", "--max-length", "64"]
+    assert main([*common, "--tasks", "retrieval,classification", "--retrieval-layer", "1", "--finetune-encoder",
+                 "--epochs", "1", "--learning-rate", "1e-4", "--name", "tuned", "--output", str(tmp_path / "a")]) == 0
+    assert main([*common, "--tasks", "retrieval", "--retrieval-layer", "2", "--name", "frozen",
+                 "--output", str(tmp_path / "b")]) == 0
+    first, second = (json.loads((tmp_path / d / "results.json").read_text(encoding="utf-8"))["settings"]
+                     for d in ("a", "b"))
+    assert (first["retrieval layer"], first["max length"], first["fine-tuning epochs"],
+            first["fine-tuning learning rate"]) == (1, 64, 1, 1e-4)
+    assert second["retrieval layer"] == "last" and "fine-tuning epochs" not in second  # 2 of 2 layers: the last
+    report = (tmp_path / "a" / "report.md").read_text(encoding="utf-8")
+    assert "- retrieval layer: 1\n" in report and "- max length: 64\n" in report
+    assert "- fine-tuning epochs: 1\n" in report and "- fine-tuning learning rate: 0.0001\n" in report
+    capsys.readouterr()
+
+    assert main(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(tmp_path / "c")]) == 0
+    error = capsys.readouterr().err
+    assert error.startswith("warning: the result sets were made with different settings (") and error.count("\n") == 1
+    assert "retrieval layer" in error and "fine-tuning epochs" in error
+    text = (tmp_path / "c" / "compare.md").read_text(encoding="utf-8")
+    assert "## Settings that differ" in text and "| retrieval layer | 1 | last |" in text
+    assert "| fine-tuning epochs | 1 | – |" in text and "| max length |" not in text

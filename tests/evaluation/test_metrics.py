@@ -115,3 +115,41 @@ def test_reports_average_perplexities_geometrically_and_accuracies_arithmeticall
     assert "- mean accuracy over 2 languages: 0.3\n" in report
     write_comparison([run("a", 1), run("b", 2)], tmp_path)
     assert "| mlm | pseudo_perplexity | 2 | 100 | 200 |" in (tmp_path / "compare.md").read_text(encoding="utf-8")
+
+
+def test_the_report_s_n_column_is_the_first_metric_s(tmp_path):
+    """Fertility's n is words for tokens_per_word and tokens for bytes_per_token: the table shows the first's."""
+    from evaluation.report import write_report
+    from evaluation.results import Result
+
+    rows = [Result("m", "fertility", "fra_Latn", "tokens_per_word", 1.5, 200),
+            Result("m", "fertility", "fra_Latn", "bytes_per_token", 3.0, 300)]
+    write_report(rows, tmp_path, "m", {}, [])
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "| language | tokens_per_word | bytes_per_token | n (tokens_per_word) |" in report
+    assert "| fra_Latn | 1.5 | 3 | 200 |" in report
+
+
+def test_compare_lists_settings_and_n_that_differ(tmp_path):
+    from evaluation.report import differing_settings, write_comparison
+    from evaluation.results import Result
+
+    def run(model, fra_n):
+        return [Result(model, "mlm", "fra_Latn", "accuracy", 0.5, fra_n), Result(model, "mlm", "deu_Latn", "accuracy",
+                                                                              0.4, 50)]
+
+    settings = [{"model": "a", "model path": "/a", "seed": 0, "max length": 512, "retrieval layer": "last"},
+                {"model": "b", "model path": "/b", "seed": 0, "max length": 128},
+                None]  # a results directory without results.json
+    assert differing_settings(settings) == {"max length": ["512", "128", "?"], "retrieval layer": ["last", "–", "?"]}
+    assert differing_settings([settings[0], {**settings[0], "model": "c", "model path": "/c"}]) == {}
+    write_comparison([run("a", 50), run("b", 100), run("c", 50)], tmp_path, settings)
+    text = (tmp_path / "compare.md").read_text(encoding="utf-8")
+    assert "## Settings that differ" in text and "| max length | 512 | 128 | ? |" in text
+    assert "| retrieval layer | last | – | ? |" in text and "model path" not in text
+    assert "No settings recorded (no results.json) for c" in text
+    assert "## Scores over a different n" in text and "| mlm | fra_Latn | accuracy | 50 | 100 | 50 |" in text
+    assert "deu_Latn | accuracy | 50" not in text  # the same n everywhere: not flagged
+    write_comparison([run("a", 50), run("b", 50)], tmp_path, settings[:1] * 2)
+    text = (tmp_path / "compare.md").read_text(encoding="utf-8")
+    assert "Settings that differ" not in text and "different n" not in text

@@ -49,7 +49,7 @@ def test_a_bitext_of_identical_sentences_is_retrieved_perfectly(tmp_path, tiny_x
         results = evaluate_retrieval(model, bitext, None)
     # the headline `accuracy` is against English only; against another language it carries that language's name
     assert {(r.metric, r.value) for r in results} == {("accuracy_to_fra_Latn", 1.0), ("accuracy_from_fra_Latn", 1.0),
-                                                     ("accuracy_fra_Latn", 1.0)}
+                                                     ("accuracy_fra_Latn", 1.0), ("truncated_inputs_fra_Latn", 0.0)}
     # a second file of the same pair (other label spellings) pools into one set of repeated sentences: still 1.0
     (tmp_path / "again.tsv").write_text("".join(f"fr-FR\tfr\t{t}\t{t}\n" for t in french), encoding="utf-8")
     with open_model(tiny_xlmr) as model:
@@ -154,3 +154,34 @@ def test_a_tokenizer_spec_overrides_the_directory_s_own(tiny_modernbert, gemma2_
         assert (model.cls_id, model.sep_id, model.pad_id, model.tokenizer.mask_token_id) == (CLS_ID, SEP_ID, PAD_ID,
                                                                                               MASK_ID)
         assert model.wrap(model.token_ids(["Hello world"])[0]) == [CLS_ID, 4521, 2134, SEP_ID]
+
+
+def test_a_long_first_text_leaves_room_for_the_second(tiny_xlmr, articles):
+    """Two premises alike, hypotheses different: cut longest-first, the inputs stay different and whole pairs."""
+    from evaluation.classification import Example, encode_examples
+
+    premise = " ".join(articles["eng_Latn"][:3])  # hundreds of tokens
+    hypotheses = ["Everyone is born free.", "Nobody shall be held in slavery."]
+    examples = [Example(premise, hypothesis, "yes", "eng_Latn", "test") for hypothesis in hypotheses]
+    with open_model(tiny_xlmr, max_length=32) as model:
+        first, second = encode_examples(model, examples)
+        hypothesis_ids = model.token_ids(hypotheses)
+        for sequence, ids in zip((first, second), hypothesis_ids):
+            assert len(sequence) == 32 and sequence[0] == model.cls_id and sequence[-1] == model.sep_id
+            assert sequence.count(model.sep_id) == 2
+            assert sequence[-1 - len(ids):-1] == ids  # the short hypothesis is whole; the premise was cut
+        assert first != second
+        assert model.wrap([7] * 5, [8] * 4) == [model.cls_id, *[7] * 5, model.sep_id, *[8] * 4, model.sep_id]
+
+
+def test_retrieval_counts_the_inputs_cut_at_max_length(tiny_xlmr, gemma2_tokenizer_json):
+    from tokenizers import Tokenizer
+
+    bitext = {key: pairs for key, pairs in read_bitext(DEFAULT_DATA).items() if key == ("fra_Latn", "eng_Latn")}
+    gemma = Tokenizer.from_file(str(gemma2_tokenizer_json))
+    texts = [text for pair in bitext[("fra_Latn", "eng_Latn")] for text in pair]
+    longer = sum(len(gemma.encode(text, add_special_tokens=False).ids) > 62 for text in texts)
+    assert 0 < longer < len(texts)  # French and English articles on both sides of 62 tokens
+    with open_model(tiny_xlmr, max_length=64) as model:
+        [row] = [r for r in evaluate_retrieval(model, bitext, None) if r.metric == "truncated_inputs"]
+    assert (row.value, row.n) == (longer / len(texts), len(texts))
