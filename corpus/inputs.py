@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import unicodedata
 from datetime import datetime
 from typing import Iterable, Iterator
 
+import xxhash
+
 from corpus.records import Removed
 from mmbert.errors import UsageError
+from mmbert.paths import is_remote
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")  # (ARC, pre-2013 crawls: fastwarc does not read it)
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
@@ -68,7 +72,8 @@ def resolve_inputs(patterns: Iterable[str], manifests: Iterable[str] = ()) -> li
             matches = FileSystems.match([pattern])[0].metadata_list
         except Exception as error:
             raise UsageError(f"cannot list {pattern}: {error}") from None
-        files = [m.path for m in matches if not m.path.endswith("/")]
+        # One file however it is spelled (./x, x, a symlink): read once, not once per spelling
+        files = [m.path if is_remote(m.path) else os.path.realpath(m.path) for m in matches if not m.path.endswith("/")]
         if not files:
             raise UsageError(f"input {pattern} matches no file")
         paths.update(files)
@@ -186,7 +191,11 @@ def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Remov
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     date = obj.get("date") or metadata.get("date")
     given_id = obj.get("id")
-    document = {"id": f"{path}#{index}" if given_id is None or given_id == "" else str(given_id),
+    # Without an id, one from the text: not from the path as spelled (./x, /abs/x) or where the file lies, which
+    # decided the surviving duplicate and the held-out split. Equal texts get equal ids; exact dedup merges them.
+    if given_id is None or given_id == "":
+        given_id = "xxh3-" + xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
+    document = {"id": str(given_id),
                 "url": str(obj.get("url") or metadata.get("url") or ""),
                 "date": iso_date(date) if date else "", "text": unicodedata.normalize("NFC", text), "source": path}
     try:  # JSON may escape half a surrogate pair ("\ud83d"): no UTF-8 writer downstream accepts it

@@ -6,11 +6,13 @@ import collections
 import gzip
 import io
 import json
+import os
 import unicodedata
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import xxhash
 
 from corpus.extract import extract_text
 from corpus.inputs import read_jsonl, read_records, resolve_inputs
@@ -149,7 +151,8 @@ def test_jsonl_and_parquet_inputs(tmp_path):
         handle.write(json.dumps({"text": 42}) + "\n")
     counts, documents = _outcomes(jsonl)
     assert counts == {"ok": 2, "bad_json": 1, "empty_text": 1, "no_text_field": 2}
-    assert documents[0]["id"] == "x1" and documents[1]["id"].endswith("#3")
+    # without an id, one from the text: the same whatever the path's spelling or the file's place
+    assert documents[0]["id"] == "x1" and documents[1]["id"] == "xxh3-" + xxhash.xxh3_128_hexdigest(b"Hallo Welt")
     assert documents[1]["date"] == "2024-01-02T03:04:05+00:00"
     parquet = tmp_path / "docs.parquet"
     pq.write_table(pa.table({"content": ["Hola mundo", "Ciao mondo"]}), parquet)
@@ -212,6 +215,10 @@ def test_resolve_inputs_globs_manifests_and_errors(tmp_path):
     with gzip.open(manifest, "wt") as handle:
         handle.write(f"# shipped\n{WARC / 'udhr.warc.gz'}\n\n{WARC / 'clipped.warc.gz'}\n")
     assert [p.rsplit("/", 1)[1] for p in resolve_inputs([], [str(manifest)])] == ["clipped.warc.gz", "udhr.warc.gz"]
+    (tmp_path / "link.warc.gz").symlink_to(WARC / "udhr.warc.gz")  # one file however it is spelled: read once
+    spellings = [str(WARC / "udhr.warc.gz"), str(tmp_path / "link.warc.gz"),
+                 os.path.relpath(WARC / "udhr.warc.gz"), "./" + os.path.relpath(WARC / "udhr.warc.gz")]
+    assert resolve_inputs(spellings) == [str((WARC / "udhr.warc.gz").resolve())]
     with pytest.raises(UsageError, match="matches no file"):
         resolve_inputs([str(tmp_path / "missing-*.warc.gz")])
     with pytest.raises(UsageError, match="no input"):
