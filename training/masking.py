@@ -6,7 +6,9 @@ time, a random regular token 10 %, the original token 10 % (BERT's 80/10/10).
 
 Each row's choices come from its own seed (the trainer derives it from the run seed and the row's place in the global
 stream), so a row is masked the same way whatever the number of processes, the micro-batch it lands in, or a resume.
-Special tokens ([CLS], [SEP], padding, …) are never predicted, and random replacements are never special tokens.
+Special tokens ([CLS], [SEP], padding, `<unk>`, `<mask>`: ids 0-4) are never predicted nor drawn as random
+replacements, which come uniformly from every other id (Gemma's turn markers and unused ids included, as BERT draws
+from its whole vocabulary).
 """
 
 from __future__ import annotations
