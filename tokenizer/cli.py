@@ -3,6 +3,8 @@ measure fertility. Each handler imports its heavy libraries itself so `mmbert --
 
 from __future__ import annotations
 
+import sys
+
 from mmbert.argtypes import HelpFormatter, non_negative_int, positive_float, positive_int
 from mmbert.beam import add_runner_arguments, runner_arguments
 
@@ -138,6 +140,9 @@ def _train(args) -> int:
                               overwrite=args.overwrite)
     print(f"trained a {summary['vocab_size']}-token tokenizer on {summary['sample_bytes']} bytes of "
           f"{len(summary['languages'])} languages → {args.output}")
+    if summary["vocab_size"] < summary["requested_vocab_size"]:  # BPE ran out of pairs to merge
+        print(f"warning: {summary['requested_vocab_size']} tokens were asked for, but the sample has no more "
+              "pairs to merge: give it more text (--max-mb, more languages)", file=sys.stderr)
     return 0
 
 

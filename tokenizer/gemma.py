@@ -157,8 +157,8 @@ def resolve_tokenizer_file(spec: str | Path) -> Path | None:
         raise UsageError(f"tokenizer directory {path} holds neither tokenizer.json nor tokenizer.model")
     if path.is_file():
         return path
-    if _HUB_ID.match(str(spec)) and path.suffix not in (".json", ".model"):
-        return None
+    if _HUB_ID.match(str(spec)) and path.suffix not in (".json", ".model") and not path.parent.is_dir():
+        return None  # owner/name; a missing name inside a local directory (out/tok-1K) is a typo, said below
     raise UsageError(f"tokenizer {spec!r} not found: expected 'gemma2', a tokenizer.json / tokenizer.model file, "
                      "a directory holding one, or a Hugging Face hub id (online only)")
 
@@ -171,11 +171,17 @@ def load_tokenizer(spec: str | Path):
     if path is None:
         path = _download_from_hub(str(spec))
     if path.suffix == ".model":
-        return _from_sentencepiece(path)
-    try:
-        return Tokenizer.from_file(str(path))
-    except Exception as error:  # the Rust loader raises a bare Exception
-        raise UsageError(f"{path} is not a readable tokenizer.json: {error}") from error
+        tokenizer = _from_sentencepiece(path)
+    else:
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as error:  # the Rust loader raises a bare Exception
+            raise UsageError(f"{path} is not a readable tokenizer.json: {error}") from error
+    # A tokenizer.json saved by transformers after a call with truncation= or padding= keeps them: encoding a
+    # document must never cut or pad it (pack would keep 16 tokens of each, fertility count pads)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
 
 
 def _download_from_hub(repo_id: str) -> Path:

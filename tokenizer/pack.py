@@ -394,8 +394,16 @@ def _checked_tokenizer(spec) -> tuple[str, dict]:
     raw = load_tokenizer(load_spec)
     if problems := check_special_ids(raw):
         raise UsageError(f"tokenizer {spec!r} does not use the encoder's special ids: " + "; ".join(problems))
+    packing = packing_tokenizer(load_spec)
+    # Text such as "<eos>" must stay text. Added tokens are handled (packing_tokenizer), but a converted SentencePiece
+    # model can still produce the ids itself (a unigram control piece, a pre-tokenizer rule for <mask>).
+    leaked = set(packing.encode(" ".join(SPECIAL_TOKENS), add_special_tokens=False).ids) & set(SPECIAL_TOKENS.values())
+    if leaked:
+        raise UsageError(f"tokenizer {spec!r} turns the text of special tokens into special ids {sorted(leaked)}: "
+                         "a web page mentioning <eos> would get a real [SEP]; convert it to a tokenizer.json whose "
+                         "model cannot produce them (e.g. with `mmbert tokenizer train`)")
     # vocab_sha256: which token every id is, so eval can refuse a model whose vocabulary differs at the same size.
-    return load_spec, {**describe_tokenizer(spec, packing_tokenizer(load_spec)), "vocab_sha256": vocab_digest(raw)}
+    return load_spec, {**describe_tokenizer(spec, packing), "vocab_sha256": vocab_digest(raw)}
 
 
 def _run_pipeline(plan, tokenizer_file, tmp: Path, seq_len, heldout_fraction, seed, max_chars, num_workers,

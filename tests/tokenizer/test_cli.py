@@ -28,3 +28,10 @@ def test_cli_module_imports_no_heavy_library():
     code = "import sys, tokenizer.cli; print(sorted({'apache_beam', 'torch', 'transformers', 'tokenizers'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_train_says_when_the_sample_gives_fewer_tokens_than_asked(udhr_corpus_dir, tmp_path, capsys):
+    assert main(["tokenizer", "train", "--corpus", str(udhr_corpus_dir), "--languages", "eng_Latn",
+                 "--max-mb", "0.005", "--vocab-size", "20000", "--output", str(tmp_path / "tok")]) == 0
+    captured = capsys.readouterr()
+    assert "20000 tokens were asked for" in captured.err and "-token tokenizer" in captured.out

@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
 
 from mmbert.cli import main
 from mmbert.errors import UsageError
@@ -87,6 +88,27 @@ def test_missing_and_bad_specs_are_usage_errors(tmp_path, monkeypatch):
     (tmp_path / "broken.model").write_bytes(b"\x00\x01garbage")
     with pytest.raises(UsageError):
         load_tokenizer(tmp_path / "broken.model")
+
+
+def test_saved_truncation_and_padding_are_not_applied(gemma2_tokenizer_json, tmp_path):
+    # transformers saves them into tokenizer.json after a call with truncation= / padding=: encoding a document must
+    # never cut or pad it (pack kept 16 tokens of each document)
+    saved = Tokenizer.from_file(str(gemma2_tokenizer_json))
+    saved.enable_truncation(16)
+    saved.enable_padding(pad_id=0, pad_token="<pad>", length=64)
+    saved.save(str(tmp_path / "tokenizer.json"))
+    tokenizer = load_tokenizer(tmp_path / "tokenizer.json")
+    text = "All human beings are born free and equal in dignity and rights. " * 5
+    assert tokenizer.truncation is None and tokenizer.padding is None
+    assert tokenizer.encode(text).ids == load_tokenizer(gemma2_tokenizer_json).encode(text).ids
+    assert len(tokenizer.encode(text).ids) > 64
+
+
+def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UsageError, match="not found"):  # at once, not after asking the hub for "out/tok-1K"
+        load_tokenizer("out/tok-1K")
 
 
 def test_a_damaged_cached_copy_is_refused_even_when_it_parses(gemma2_tokenizer_json, tmp_path, monkeypatch):

@@ -315,6 +315,24 @@ def test_a_tokenizer_without_the_special_ids_is_named_as_it_is(udhr_corpus_dir, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_sentencepiece_model_that_reads_special_strings_as_special_ids_is_refused(udhr_texts, udhr_corpus_dir,
+                                                                                      tmp_path):
+    import sentencepiece as spm
+
+    # Gemma's id layout, as a user's own SentencePiece model would have it: the converted unigram model can pick
+    # the control pieces for the text "<eos>", and a rule splits out "<mask>": a page mentioning them would get
+    # a real [SEP] or <mask> inside a document
+    (tmp_path / "train.txt").write_text("\n".join(udhr_texts["eng_Latn"] + udhr_texts["fra_Latn"]), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(tmp_path / "train.txt"), model_prefix=str(tmp_path / "sp"), vocab_size=600, model_type="unigram",
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
+        user_defined_symbols=["<mask>"], byte_fallback=True, minloglevel=2)
+    with pytest.raises(UsageError, match="turns the text of special tokens into special ids"):
+        run_pack(corpus_dir=udhr_corpus_dir, tokenizer_spec=str(tmp_path / "sp.model"), seq_len=64,
+                 output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_pack_errors_exit_2(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path, capsys):
     incomplete = tmp_path / "incomplete"
     write_part(incomplete / "eng_Latn", ["text"])
