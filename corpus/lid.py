@@ -7,8 +7,9 @@ The default model is fastText's lid.176.ftz, which ships inside the `fast_langde
 fastText LID model (GlotLID v3's `model_v3.bin`, labels `__label__eng_Latn`) is given by path, on any filesystem Beam
 knows: the file is copied to a local temporary file once per worker (fastText loads only local paths), loaded, and
 the copy deleted.
-Labels go through `languages.registry.normalize(label, script=dominant_script(text))`, so a bare `__label__sr` becomes
-`srp_Cyrl` or `srp_Latn` by the text's script.
+Labels go through `languages.registry.normalize(label, script=...)` with the text's script (`text_script`), so a bare
+`__label__sr` becomes `srp_Cyrl` or `srp_Latn` by the text's script, and a Chinese page quoting English code stays
+`cmn_Hani`.
 
 Thresholds: FineWeb-2's per-language `language_score` (computed on GlotLID scores by clip(median − std, 0.3, 0.9));
 `threshold_rule` is that rule, for `mmbert corpus thresholds`.
@@ -23,11 +24,12 @@ import statistics
 import tempfile
 from importlib import resources
 
-from languages.registry import UnknownLanguage, normalize
-from languages.scripts import dominant_script
+from languages.registry import COMBINED_SCRIPTS, UnknownLanguage, normalize, scripts_of
+from languages.scripts import dominant_of, script_counts
 
 MAX_LID_CHARS = 20_000  # the score barely moves past a few thousand characters; long pages cost time
 SCRIPT_SAMPLE_CHARS = 5_000  # enough letters to tell a text's main script
+MIN_OWN_SCRIPT_SHARE = 0.1  # of a text's letters in one of its language's scripts, for that script to win
 
 
 def default_model_path() -> str:
@@ -82,6 +84,24 @@ def script_sample(text: str, pieces: int = 5) -> str:
     return " ".join(span[i * stride:i * stride + width] for i in range(pieces))
 
 
+def text_script(raw: str, sample: str) -> str | None:
+    """The script a text's label gets: its dominant one, unless the identified language is never written in that
+    script and one of its own scripts holds at least MIN_OWN_SCRIPT_SHARE of the letters. A Han character is one
+    letter and an English word five, so a Chinese or Korean page quoting English is mostly Latin letters: it stays
+    cmn_Hani / kor_Hang instead of becoming nan_Latn (Min Nan) or a kor_Latn no phase trains on."""
+    counts = script_counts(sample)
+    dominant = dominant_of(counts)
+    try:
+        own = scripts_of(raw)
+    except UnknownLanguage:
+        return dominant
+    if dominant is None or not own or dominant in own:
+        return dominant
+    letters = {script: sum(counts[s] for s in (script, *COMBINED_SCRIPTS.get(script, ()))) for script in own}
+    best = max(own, key=lambda script: letters[script])  # `own` is ordered by data: ties go to the main script
+    return best if letters[best] >= MIN_OWN_SCRIPT_SHARE * sum(counts.values()) else dominant
+
+
 @functools.lru_cache(maxsize=65536)
 def normalize_label(raw: str, script: str | None) -> str | None:
     try:
@@ -115,7 +135,7 @@ class LanguageIdentifier:
     def identify(self, texts: list[str]) -> list[tuple[str | None, float, str | None]]:
         results = []
         for text, (raw, score) in zip(texts, self.predict(texts)):
-            script = dominant_script(script_sample(text))
+            script = text_script(raw, script_sample(text)) if raw else None
             results.append((normalize_label(raw, script) if raw else None, min(score, 1.0), script))
         return results
 

@@ -39,10 +39,17 @@ LID176_QUIRKS = {
     "als": "gsw",  # Alemannic Wikipedia, not Tosk Albanian
     "bh": "bho",  # "Bihari" Wikipedia is written in Bhojpuri
     "mo": "ron",  # Moldavian
+    "ku": "kmr",  # Kurmanji Wikipedia (Central Kurdish is `ckb`); in Arabic script, SCRIPT_VARIANTS makes it ckb
 }
-# lid.176's `ku` is Kurmanji Wikipedia: without the text's script it means Latin-script Kurmanji, not the Kurdish
-# member with the most data (Central Kurdish, which lid.176 labels `ckb`).
-LID176_SCRIPTS = {"ku": "Latn"}
+# Languages ISO splits by the script they are written in: (code, the text's script) → the code of that script's
+# variety, where the registry has no label for the pair (FineWeb-2 has pnb_Arab, not pan_Arab).
+SCRIPT_VARIANTS = {
+    ("pan", "Arab"): "pnb", ("pnb", "Guru"): "pan",  # Punjabi: Gurmukhi in India, Shahmukhi in Pakistan
+    ("azb", "Latn"): "azj", ("azb", "Cyrl"): "azj", ("azj", "Arab"): "azb",  # Azerbaijani
+    ("uzs", "Latn"): "uzn", ("uzs", "Cyrl"): "uzn", ("uzn", "Arab"): "uzs",  # Uzbek
+    ("ckb", "Latn"): "kmr", ("ckb", "Cyrl"): "kmr", ("kmr", "Arab"): "ckb",  # Kurdish: Sorani / Kurmanji
+    ("tgk", "Arab"): "fas", ("fas", "Cyrl"): "tgk",  # Tajik is Persian in Cyrillic
+}
 # CLDR's likely script for Chinese is Hans/Hant; FineWeb-2 labels all Han text Hani (and Japanese Jpan, Korean Hang).
 SCRIPT_ALIASES = {"Hans": "Hani", "Hant": "Hani", "Kore": "Hang"}
 # FineWeb-2's combined codes and the scripts whose text they cover.
@@ -93,6 +100,11 @@ def _scripts_by_iso() -> dict[str, list[str]]:
     return {iso: [l.script for l in sorted(langs, key=lambda l: (-l.words, l.script))] for iso, langs in by_iso.items()}
 
 
+def scripts_of(label: str) -> list[str]:
+    """The scripts the registry has the label's language in (FineWeb-2's, the one with the most words first)."""
+    return list(_scripts_by_iso().get(normalize(label).split("_")[0], []))
+
+
 def all_languages() -> list[Language]:
     """Every registry language (source code included), sorted by label."""
     return sorted(_table().values(), key=lambda language: language.code)
@@ -122,6 +134,8 @@ def _individual_code(iso: str, script: str | None = None) -> str:
     try:
         lang = Lang(iso)
     except DeprecatedLanguageValue as error:
+        if error.change_to:  # merged or renamed: text labelled with the old code (GlotLID's ajp_Arab) is the new one's
+            return _individual_code(error.change_to, script)
         raise UnknownLanguage(f"deprecated language code {iso!r}: {error}") from None
     except InvalidLanguageValue:
         raise UnknownLanguage(f"unknown language code {iso!r}") from None
@@ -137,10 +151,21 @@ def _individual_code(iso: str, script: str | None = None) -> str:
     members = [member.pt3 for member in lang.individuals()] if lang.scope() == "Macrolanguage" else []
     members = [m for m in members if m in known]
     hint = SCRIPT_ALIASES.get(script or "", script)
-    in_script = [m for m in members if any(hint == s or hint in COMBINED_SCRIPTS.get(s, ()) for s in known[m])]
     if members:
-        return max(in_script or members, key=lambda m: (_words(m), m))
+        chosen = max(members, key=lambda m: (_words(m), m))
+        return SCRIPT_VARIANTS.get((chosen, hint), chosen) if hint and not _has(chosen, hint) else chosen
     return lang.pt3 or iso
+
+
+def _has(iso: str, script: str) -> bool:
+    return any(script == s or script in COMBINED_SCRIPTS.get(s, ()) for s in _scripts_by_iso().get(iso, []))
+
+
+def _variant(iso: str, script: str | None) -> str:
+    hint = SCRIPT_ALIASES.get(script or "", script)
+    if hint and hint not in NEUTRAL_SCRIPTS and not _has(iso, hint):
+        return SCRIPT_VARIANTS.get((iso, hint), iso)
+    return iso
 
 
 def _words(iso: str) -> int:
@@ -178,13 +203,13 @@ def normalize(label: str, script: str | None = None) -> str:
     match = _REGISTRY_LABEL.match(raw)
     if match:  # GlotLID / FineWeb-2 style: language and script given
         label_script = _checked_script(match.group(2))
-        iso = _individual_code(match.group(1), label_script)
+        iso = _variant(_individual_code(match.group(1), label_script), label_script)
         return f"{iso}_{_pick_script(iso, label_script, label_script)}"
     if fasttext:  # only fastText labels use Wikipedia's codes; ISO 639-3 `als` is Tosk Albanian
         raw = LID176_QUIRKS.get(raw.lower(), raw)
-        script = script or LID176_SCRIPTS.get(raw.lower())
     if raw in _scripts_by_iso():  # an ISO 639-3 code the registry has: no parsing needed
-        return f"{raw}_{_pick_script(raw, script, None)}"
+        iso = _variant(raw, script)
+        return f"{iso}_{_pick_script(iso, script, None)}"
     try:
         tag = langcodes.Language.get(raw.replace("_", "-"))
         iso = tag.to_alpha3() if tag.language else None
@@ -197,7 +222,7 @@ def normalize(label: str, script: str | None = None) -> str:
     # A region implies a script only where it decides one (az-IR is Arabic-script South Azerbaijani).
     script = ((tag.script if _SCRIPT_SUBTAG.search(raw) else None) or script or tag.script
               or (tag.maximize().script if tag.territory else None))
-    iso = _individual_code(iso, script)
+    iso = _variant(_individual_code(iso, script), script or tag.maximize().script)
     return f"{iso}_{_pick_script(iso, script, tag.maximize().script)}"
 
 

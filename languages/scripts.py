@@ -22,8 +22,8 @@ def char_script(char: str) -> str:
     return ucd.script(char)
 
 
-def dominant_script(text: str, max_chars: int = 4000) -> str | None:
-    """ISO 15924 code of the most frequent script among the first `max_chars` letters of `text`, or None."""
+def script_counts(text: str, max_chars: int = 4000) -> Counter[str]:
+    """Letters per ISO 15924 script among the first `max_chars` letters of `text` (common/inherited ones left out)."""
     counts: Counter[str] = Counter()
     seen = 0
     for char in text:
@@ -36,8 +36,19 @@ def dominant_script(text: str, max_chars: int = 4000) -> str | None:
         seen += 1
         if seen >= max_chars:
             break
+    return counts
+
+
+def dominant_script(text: str, max_chars: int = 4000) -> str | None:
+    """ISO 15924 code of the most frequent script among the first `max_chars` letters of `text`, or None."""
+    return dominant_of(script_counts(text, max_chars))
+
+
+def dominant_of(counts: Counter[str]) -> str | None:
+    """The dominant script of letter counts per script (`script_counts`): Japanese and Korean by their share."""
     if not counts:
         return None
+    seen = sum(counts.values())
     if sum(counts[s] for s in _JAPANESE) >= 0.1 * seen:
         return "Jpan"
     if counts.get("Hang", 0) and counts["Hang"] >= 0.3 * seen:

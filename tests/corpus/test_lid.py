@@ -35,6 +35,18 @@ def test_labels_pick_the_script_of_the_text(identifier):
     assert latin[2] == "Latn" and latin[0].endswith("_Latn")
 
 
+def test_a_page_quoting_english_keeps_its_languages_script(identifier, udhr_texts):
+    # One Han character or Hangul block is one letter, an English word five: a Chinese or Korean tutorial quoting
+    # English commands is mostly Latin letters. It keeps its language's script (it was nan_Latn, Min Nan, and
+    # kor_Latn, which no phase trains on); a Latin-script language with some Cyrillic quoted stays Latin.
+    english = " `pip install torch`, `git clone repo`, the config file settings.yaml and the output directory."
+    for label, repeats in (("cmn_Hani", 1), ("kor_Hang", 3)):  # still labelled zh / ko, with 2/3 Latin letters
+        page = "\n".join(paragraph + english * repeats for paragraph in udhr_texts[label][:8])
+        assert identifier.identify([page])[0][0] == label, label
+    serbian_latin = "Sva ljudska bića rađaju se slobodna i jednaka u dostojanstvu i pravima. " * 5 + "Привет"
+    assert identifier.identify([serbian_latin])[0][0] == "srp_Latn"
+
+
 def test_the_script_is_read_where_the_model_reads(identifier):
     # A Cyrillic document behind a long English preamble: fastText reads both (its first 20,000 characters), so the
     # script must come from the same span, not from the preamble alone.

@@ -58,10 +58,15 @@ def test_script_hint_picks_among_a_languages_scripts():
     # Japanese kana/kanji and Chinese simplified/traditional meet FineWeb-2's combined codes
     assert normalize("ja", script="Hira") == "jpn_Jpan"
     assert normalize("zh", script="Hant") == "cmn_Hani"
-    # a macrolanguage's member is chosen among those written in the text's script: lid.176's `ku` on Latin text is
-    # Kurmanji (in the mid-training and decay sets), not Central Kurdish (Arabic script; no Latin-script data)
-    assert normalize("__label__ku", script="Latn") == "kmr_Latn"
-    assert normalize("__label__ku", script="Arab") == "ckb_Arab"
+    # lid.176's `ku` is Kurmanji (in the mid-training and decay sets); in Arabic script Central Kurdish
+    assert normalize("__label__ku", script="Latn") == "kmr_Latn" and normalize("__label__ku") == "kmr_Latn"
+    assert normalize("__label__ku", script="Arab") == "ckb_Arab" and normalize("__label__ku", script="Armn") != "ckb_Armn"
+    # languages ISO splits by script meet FineWeb-2's label for the text's script, not a label it lacks
+    assert normalize("__label__pa", script="Arab") == "pnb_Arab" and normalize("pa-PK") == "pnb_Arab"
+    assert normalize("pnb", script="Guru") == "pan_Guru" and normalize("ckb", script="Latn") == "kmr_Latn"
+    assert normalize("tg", script="Arab") == "fas_Arab" and normalize("fa", script="Cyrl") == "tgk_Cyrl"
+    # and Latin-script Chinese stays Mandarin (it was Min Nan, the member with Latin-script data)
+    assert normalize("__label__zh", script="Latn") == "cmn_Latn" and normalize("zh-Latn-pinyin") == "cmn_Latn"
     assert normalize("__label__az", script="Arab") == "azb_Arab" and normalize("__label__az") == "azj_Latn"
     # a script langcodes only implies (deprecated `sh` → sr-Latn) yields to the text's; one the label spells out wins
     assert normalize("__label__sh", script="Cyrl") == "srp_Cyrl" and normalize("sh") == "srp_Latn"
@@ -70,6 +75,13 @@ def test_script_hint_picks_among_a_languages_scripts():
     assert normalize("en", script="latn") == "eng_Latn" and normalize("sr", script="CYRL") == "srp_Cyrl"
     with pytest.raises(UnknownLanguage, match="not an ISO 15924 code"):
         normalize("en", script="Xyz")
+
+
+def test_retired_codes_with_a_successor_meet_it():
+    # GlotLID still emits some (ajp_Arab); ISO merged South Levantine Arabic into apc
+    assert normalize("__label__ajp_Arab") == "apc_Arab" and normalize("jaw") == "jav_Latn"
+    with pytest.raises(UnknownLanguage, match="deprecated"):  # split into several: no successor to take
+        normalize("__label__sgl_Latn")
 
 
 @pytest.mark.parametrize("label", ["", "__label__", "xyz", "__label__qqq_Latn", "not a language",
