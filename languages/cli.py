@@ -7,6 +7,7 @@ import json
 import sys
 
 from mmbert.argtypes import HelpFormatter, positive_float, token_count
+from mmbert.errors import UsageError
 
 EPILOG = """\
 examples:
@@ -155,14 +156,20 @@ def sample_command(args) -> int:
     results = {}
     for phase in phases:
         phase_counts = {label: counts.get(label, 0) for label in phase.languages}
-        missing = sum(1 for value in phase_counts.values() if value == 0)
-        if missing:
-            print(f"{phase.name}: {missing} of {len(phase.languages)} languages have no data in {args.counts}",
-                  file=sys.stderr)
+        missing = sorted(label for label, value in phase_counts.items() if value == 0)
+        if len(missing) == len(phase_counts):  # as `mix` and `train` refuse it
+            raise UsageError(f"phase {phase.name}: none of its {len(missing)} languages has data in {args.counts}")
+        if missing:  # named, as `train` names them: they get probability 0
+            named = ", ".join(missing[:8]) + (f", … ({len(missing) - 8} more)" if len(missing) > 8 else "")
+            print(f"{phase.name}: {len(missing)} of {len(phase.languages)} languages have no data in {args.counts} "
+                  f"(sampled with probability 0): {named}", file=sys.stderr)
         weights = temperature_weights(phase_counts, phase.temperature)
         budget = args.budget if args.budget is not None else phase.budget
         max_epochs = args.max_epochs if args.max_epochs is not None else phase.max_epochs
         budgets = token_budgets(phase_counts, phase.temperature, budget, max_epochs) if budget is not None else None
+        if budgets is not None and sum(budgets.values()) < budget:
+            print(f"{phase.name}: the epoch caps (max {max_epochs} epochs) leave {budget - sum(budgets.values()):,} "
+                  f"of {int(budget):,} tokens unfilled", file=sys.stderr)
         entries = {}
         for label in sorted(phase_counts, key=lambda l: (-weights[l], l)):
             entry = {"probability": weights[label], "count": phase_counts[label]}
@@ -183,6 +190,10 @@ def sample_command(args) -> int:
             for label, entry in result["languages"].items():
                 tokens = f"{entry['tokens']:,}" if "tokens" in entry else "-"
                 print(f"{label:<10} {entry['count']:>16,} {entry['probability']:>12.6f} {tokens:>18}")
+            if result["budget"] is not None:
+                total = sum(entry["tokens"] for entry in result["languages"].values())
+                print(f"{'total':<10} {sum(e['count'] for e in result['languages'].values()):>16,} "
+                      f"{1.0:>12.6f} {total:>18,}")
     if args.plot:
         plot_distributions(results, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

@@ -132,6 +132,9 @@ _TOKEN_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 1
 _TOKEN_COUNT = re.compile(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*(?:tok)?\s*")
 
 
+MAX_TOKEN_COUNT = 2**53  # ~9e15: a hundred times Common Crawl's tokens
+
+
 def parse_token_count(value) -> int:
     """10000, 1e4, "10K", "2.3T", "600_000", "100000000000tok" (mmBERT's spelling) → a whole number of tokens >= 0.
 
@@ -148,6 +151,8 @@ def parse_token_count(value) -> int:
         raise ValueError(f"expected a number of tokens like 20000, 50K, 2.3T; got {value!r}")
     if not math.isfinite(number) or number < 0 or number != int(number):
         raise ValueError(f"must be a whole number of tokens >= 0, got {value!r}")
+    if number > MAX_TOKEN_COUNT:  # budgets are shared out in floating point, exact only up to 2**53
+        raise ValueError(f"must be at most 9e15 tokens (2**53), got {value!r}")
     return int(number)
 
 

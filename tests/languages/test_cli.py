@@ -99,3 +99,21 @@ def test_sample_takes_budgets_in_tokens_and_names_data_no_phase_samples(tmp_path
     tokens = {label: entry.get("tokens") for label, entry in json.loads(result.stdout).items()}
     assert tokens["fra_Latn"] == 1500  # the only pretrain language with data takes the whole 1.5K
     assert "2 languages" in result.stderr and "400 tokens" in result.stderr and "srp_Latn" in result.stderr
+
+
+def test_sample_names_languages_without_data_and_says_what_the_caps_leave(tmp_path):
+    counts = tmp_path / "counts.csv"
+    counts.write_text("language,tokens\nfra_Latn,100\ndeu_Latn,300\n")
+    schedule = tmp_path / "phases.yaml"
+    schedule.write_text("phases:\n  - {name: p, temperature: 0.5, languages: [fra_Latn, deu_Latn, ita_Latn]}\n"
+                        "  - {name: empty, temperature: 0.5, languages: [spa_Latn]}\n")
+    result = mmbert("languages", "sample", "--counts", str(counts), "--schedule", str(schedule), "--phase", "p",
+                    "--budget", "1000", "--max-epochs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "1 of 3 languages have no data" in result.stderr and "ita_Latn" in result.stderr
+    assert "leave 200 of 1,000 tokens unfilled" in result.stderr  # 2 x (100 + 300) = 800 at most
+    assert result.stdout.splitlines()[-1].split()[::3] == ["total", "800"]
+    # a phase none of whose languages has data is refused, as `mix` and `train` refuse it
+    result = mmbert("languages", "sample", "--counts", str(counts), "--schedule", str(schedule), "--phase", "empty",
+                    "--budget", "1000")
+    assert result.returncode == 2 and "none of its 1 languages has data" in result.stderr

@@ -106,7 +106,8 @@ def test_token_counts_in_every_spelling(value, tokens):
     assert parse_token_count(value) == tokens
 
 
-@pytest.mark.parametrize("value", ["lots", "-5", "1.5", "4.0005k", True, float("nan"), float("inf"), "10X", None])
+@pytest.mark.parametrize("value", ["lots", "-5", "1.5", "4.0005k", True, float("nan"), float("inf"), "10X", None,
+                                   "1e20", 2**63 - 1])  # shared out in floating point: exact up to 2**53
 def test_bad_token_counts_raise(value):
     with pytest.raises(ValueError):
         parse_token_count(value)
