@@ -2,8 +2,10 @@
 
 Each stage is the stage's own command (`mmbert corpus build`, `mmbert tokenizer pack`, `mmbert train`, …) run as a
 subprocess, so the chain adds no second implementation of anything and a demo differs from a real run only in its
-recipe. A stage is reused when its output exists, its command line and the files it names (recipes, schedules) are
-unchanged since it finished, and every stage before it was reused too; `--force` redoes everything. Recipe (see recipes/demo.yaml and recipes/mmbert-base-full.yaml):
+recipe. A stage is reused when its output exists, its command line and the files it reads (recipes, schedules,
+languages files, inputs: by content, or by size and time from 1 MiB) are unchanged since it finished, and the earlier
+stages whose outputs it reads are the ones it was built from; `--force` redoes everything. Paths in a recipe are
+relative to the current directory. Recipe (see recipes/demo.yaml and recipes/mmbert-base-full.yaml):
 
     output: out/demo                       # every artefact goes under this directory
     corpus:
@@ -24,14 +26,17 @@ unchanged since it finished, and every stage before it was reused too; `--force`
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,7 +45,7 @@ import yaml
 from mmbert.atomic import write_text_atomic
 from mmbert.errors import UsageError, read_yaml_mapping
 
-QUIET_STAGES = {"corpus-stats", "sampling"}
+QUIET_STAGES = {"corpus-stats", "sampling", "fertility"}
 RECIPE_KEYS = {"output", "corpus", "schedule", "tokenizer", "pack", "mixture", "train", "eval"}
 
 
@@ -64,6 +69,9 @@ def load_run_recipe(path: str) -> dict:
     recipe_path = Path(path)
     recipe = read_yaml_mapping(recipe_path, "recipe")
     unknown = sorted(set(recipe) - RECIPE_KEYS)
+    if unknown and {"phases", "model"} & set(recipe):
+        raise UsageError(f"{recipe_path} is a training recipe: run it with `mmbert train --config {recipe_path}`, or "
+                         "name it under train.recipe in a run recipe (see recipes/demo.yaml)")
     if unknown:
         raise UsageError(f"{recipe_path}: unknown keys {unknown}; allowed: {sorted(RECIPE_KEYS)}")
     for key in ("output", "corpus", "train"):
@@ -101,10 +109,30 @@ def load_run_recipe(path: str) -> dict:
     if not corpus.get("inputs") and not corpus.get("manifests"):
         raise UsageError(f"{recipe_path}: corpus.inputs (paths or globs) or corpus.manifests (files listing paths) "
                          "must name at least one input")
+    # Files are checked now, not after hours of corpus building; paths are relative to the current directory.
     train_recipe = recipe["train"].get("recipe") if isinstance(recipe["train"], dict) else None
-    if not train_recipe or not Path(train_recipe).is_file():
-        raise UsageError(f"{recipe_path}: train.recipe must name an existing training recipe, got {train_recipe!r}")
+    if not isinstance(train_recipe, str) or not Path(train_recipe).is_file():
+        raise UsageError(f"{recipe_path}: train.recipe must name an existing training recipe, got {train_recipe!r} "
+                         f"(paths are relative to the current directory, {Path.cwd()})")
+    if recipe.get("schedule") and not Path(recipe["schedule"]).is_file():
+        raise UsageError(f"{recipe_path}: schedule: file not found: {recipe['schedule']} (paths are relative to the "
+                         f"current directory, {Path.cwd()})")
+    if recipe.get("tokenizer") not in (None, "gemma2"):
+        from tokenizer.gemma import resolve_tokenizer_file
+
+        resolve_tokenizer_file(recipe["tokenizer"])  # a local file, or a hub id; a missing path is named now
+    launcher = recipe["train"].get("launcher") or []
+    if launcher and not shutil.which(str(launcher[0])) and not (Path(sys.executable).parent / str(launcher[0])).is_file():
+        raise UsageError(f"{recipe_path}: train.launcher: {launcher[0]!r} is neither on PATH nor beside this Python "
+                         f"({Path(sys.executable).parent})")
     return recipe
+
+
+def launcher_command(launcher: list[str]) -> list[str]:
+    """The launcher as it is run: found on PATH, else beside this Python (torchrun in an unactivated .venv)."""
+    if not launcher or shutil.which(launcher[0]):
+        return launcher
+    return [str(Path(sys.executable).parent / launcher[0]), *launcher[1:]]
 
 
 def _args(section, key: str = "args") -> list[str]:
@@ -117,6 +145,8 @@ class Stage(NamedTuple):
     command: list[str]  # `mmbert` arguments
     result: Path | None  # what exists once it finished (None: nothing to check)
     writes: dict  # Path → text this tool writes just before the stage runs (a mixture's schedule)
+    needs: tuple[str, ...] = ()  # earlier stages whose outputs it reads: it runs again when one of them did
+    reads: tuple[Path, ...] = ()  # files it reads that its command line does not name (a phase's languages_file)
 
 
 def plan_stages(recipe: dict, output: Path) -> list[Stage]:
@@ -129,17 +159,23 @@ def plan_stages(recipe: dict, output: Path) -> list[Stage]:
     sources = [*(["--input", *map(str, recipe["corpus"]["inputs"])] if recipe["corpus"].get("inputs") else []),
                *[argument for manifest in recipe["corpus"].get("manifests", []) for argument in ("--manifest", str(manifest))]]
     stages = [("corpus", ["corpus", "build", *sources, "--output", str(corpus), "--overwrite",
-                          *_args(recipe["corpus"])], corpus / "_SUCCESS")]
+                          *_args(recipe["corpus"])], corpus / "_SUCCESS", ())]
+    # Report-only stages (stats, sampling, fertility) are needed by nothing: redoing one never redoes training.
     stages.append(("corpus-stats", ["corpus", "stats", str(corpus), "--plot", str(reports / "corpus.png")],
-                   reports / "corpus.png"))
+                   reports / "corpus.png", ("corpus",)))
     schedules: dict[str, dict] = {}
+    reads: dict[str, tuple[Path, ...]] = {}
     schedule = ["--schedule", str(recipe["schedule"])] if recipe.get("schedule") else []
     stages.append(("sampling", ["languages", "sample", "--counts", str(corpus / "counts.csv"), *schedule,
-                                "--ignore-unknown", "--plot", str(reports / "sampling.png")], reports / "sampling.png"))
-    if tokenizer == "gemma2":
-        stages.append(("tokenizer", ["tokenizer", "fetch-gemma2"], None))
+                                "--ignore-unknown", "--plot", str(reports / "sampling.png")], reports / "sampling.png",
+                   ("corpus",)))
+    if recipe.get("schedule"):
+        reads["sampling"] = languages_files(read_yaml_mapping(Path(recipe["schedule"]), "schedule").get("phases"))
+    if tokenizer == "gemma2":  # nothing to redo once fetched (and checked against its checksum)
+        stages.append(("tokenizer", ["tokenizer", "fetch-gemma2"], None, ()))
     stages.append(("fertility", ["tokenizer", "fertility", "--corpus", str(corpus), "--tokenizer", tokenizer,
-                                 "--output", str(reports / "fertility"), "--overwrite"], reports / "fertility"))
+                                 "--output", str(reports / "fertility"), "--overwrite"], reports / "fertility",
+                   ("corpus",)))
 
     train = recipe["train"]
     train_recipe = load_recipe(train["recipe"], [str(o) for o in train.get("overrides", [])])
@@ -149,7 +185,7 @@ def plan_stages(recipe: dict, output: Path) -> list[Stage]:
         shards = output / f"shards-{seq_len}"
         stages.append((f"pack-{seq_len}", ["tokenizer", "pack", "--corpus", str(corpus), "--tokenizer", tokenizer,
                                            "--seq-len", str(seq_len), "--output", str(shards), "--overwrite",
-                                           *_args(recipe.get("pack"))], shards / "_SUCCESS"))
+                                           *_args(recipe.get("pack"))], shards / "_SUCCESS", ("corpus",)))
     for index, phase in enumerate(train_recipe.phases):
         overrides.append(f"phases.{index}.shards={output / f'shards-{phase.seq_len}'}")
     if recipe.get("mixture"):  # materialise each phase's mix from the shards of its sequence length
@@ -160,15 +196,20 @@ def plan_stages(recipe: dict, output: Path) -> list[Stage]:
             stages.append((f"mixture-{seq_len}", ["languages", "mix", "--shards", str(output / f"shards-{seq_len}"),
                                                   "--schedule", str(schedule_file), "--seed", str(train_recipe.seed),
                                                   "--output", str(mixture), "--overwrite",
-                                                  *_args(recipe["mixture"])], mixture / "_SUCCESS"))
+                                                  *_args(recipe["mixture"])], mixture / "_SUCCESS",
+                           (f"pack-{seq_len}",)))
         overrides += [f"phases.{i}.mixture={output / f'mixtures-{phase.seq_len}' / phase.name}"
                       for i, phase in enumerate(train_recipe.phases)]
     run_dir = output / "run"
+    data = tuple(name for name, *_ in stages if name.startswith(("pack-", "mixture-")))
+    phase_files = languages_files([phase.language_spec for phase in train_recipe.phases])
+    for name in (*(n for n in data if n.startswith("mixture-")), "train", "eval"):
+        reads[name] = phase_files
     stages.append(("train", ["train", "--config", str(train["recipe"]), "--output", str(run_dir), "--resume", "auto",
-                             *overrides], run_dir / "checkpoints" / "latest"))
+                             *overrides], run_dir / "checkpoints" / "latest", data))
     export = output / "model"
     stages.append(("export", ["export", str(run_dir / "checkpoints" / "latest"), "--output", str(export),
-                              "--tokenizer", tokenizer, "--overwrite"], export / "config.json"))
+                              "--tokenizer", tokenizer, "--overwrite"], export / "config.json", ("train",)))
     evaluation = recipe.get("eval") or {}
     tasks = ",".join(evaluation.get("tasks", ["mlm", "retrieval", "fertility"]))
     trained_phases = output / "eval.schedule.yaml"  # the report groups languages by the phases that trained them
@@ -177,8 +218,15 @@ def plan_stages(recipe: dict, output: Path) -> list[Stage]:
                             "--shards", str(output / f"shards-{seq_lens[-1]}"), "--tokenizer", tokenizer,
                             "--schedule", str(trained_phases), "--output", str(output / "eval"), "--overwrite",
                             *_args(evaluation)],
-                   output / "eval" / "results.csv"))
-    return [Stage(name, command, result, schedules.get(name, {})) for name, command, result in stages]
+                   output / "eval" / "results.csv", ("export", f"pack-{seq_lens[-1]}")))
+    return [Stage(name, command, result, schedules.get(name, {}), needs, reads.get(name, ()))
+            for name, command, result, needs in stages]
+
+
+def languages_files(phases) -> tuple[Path, ...]:
+    """The `languages_file`s phases name (a schedule's or a training recipe's): their contents are the stage's input."""
+    return tuple(Path(phase["languages_file"]) for phase in (phases or [])
+                 if isinstance(phase, Mapping) and isinstance(phase.get("languages_file"), str))
 
 
 def phases_schedule(train_recipe, seq_len: int | None = None) -> str:
@@ -195,22 +243,26 @@ def phases_schedule(train_recipe, seq_len: int | None = None) -> str:
     return yaml.safe_dump({"phases": phases}, sort_keys=False)
 
 
-def input_fingerprint(command: list[str], output: Path, writes: dict | None = None) -> str:
-    """A hash of the inputs a command names: files outside the run's output directory (recipes, manifests) and the
-    schedules written into it (`writes`: the text of those not written yet). Editing one makes the stage run
-    again; the stages' own outputs never count."""
+def input_fingerprint(command: list[str], output: Path, writes: dict | None = None, reads=()) -> str:
+    """A hash of the inputs a command names: files outside the run's output directory (recipes, manifests, inputs,
+    globs expanded), the files it `reads` without naming them, and the schedules written into the output directory
+    (`writes`: the text of those not written yet). Editing one makes the stage run again; the stages' own outputs
+    never count. Files of 1 MiB or more (WARCs, a tokenizer.json) count by size and modification time."""
     digest = hashlib.sha256()
     inside = output.resolve()
-    for argument in command:
+    for argument in [*command, *map(str, reads)]:
         path = Path(argument)
         if writes and path in writes:
             digest.update(argument.encode() + b"\0" + writes[path].encode("utf-8"))
             continue
-        if not path.is_file() or path.stat().st_size >= 1 << 20:
-            continue
-        if inside in path.resolve().parents and path.suffix not in (".yaml", ".yml"):
-            continue
-        digest.update(argument.encode() + b"\0" + path.read_bytes())
+        matches = sorted(glob.glob(argument)) if any(c in argument for c in "*?[") and not path.exists() else []
+        for name in [argument] if path.is_file() else [m for m in matches if Path(m).is_file()]:
+            file = Path(name)
+            if inside in file.resolve().parents and file.suffix not in (".yaml", ".yml"):
+                continue
+            stat = file.stat()
+            content = file.read_bytes() if stat.st_size < 1 << 20 else f"{stat.st_size}:{stat.st_mtime_ns}".encode()
+            digest.update(name.encode() + b"\0" + content)
     return digest.hexdigest()
 
 
@@ -221,29 +273,35 @@ def run_command(args) -> int:
     launcher = [str(part) for part in (recipe["train"].get("launcher") or [])]
     markers = output / ".stages"
     started = time.monotonic()
-    redo = args.force  # once a stage runs, every later stage runs too: it reads that stage's new output
-    for number, (name, command, result, writes) in enumerate(stages, start=1):
+    ran: set[str] = set()  # stages run (or, in a dry run, to be run) by this invocation
+    for number, stage in enumerate(stages, start=1):
+        name, command, result, writes = stage.name, stage.command, stage.result, stage.writes
         stage_args = [*launcher, *command] if name == "train" else command  # what the stage runs, interpreter aside
-        full = [*launcher, "-m", "mmbert", *command] if name == "train" and launcher else \
+        full = [*launcher_command(launcher), "-m", "mmbert", *command] if name == "train" and launcher else \
             [sys.executable, "-m", "mmbert", *command]
         marker = markers / f"{name}.json"
-        fingerprint = input_fingerprint(stage_args, output, writes)
-        done = not redo and _finished_earlier(marker, stage_args, fingerprint, full, output) and \
-            (result is None or result.exists())
-        upstream_ran = redo  # an earlier stage ran (or --force): this stage's inputs are new
-        redo = redo or (not done and result is not None)
+        fingerprint = input_fingerprint(stage_args, output, writes, stage.reads)
+        upstream = {need: _marker_id(markers / f"{need}.json") for need in stage.needs}
+        # An earlier stage it reads ran now, or since it was built (its marker's id differs, also when that stage
+        # was built by a run with another plan): its inputs are new
+        upstream_ran = bool(ran & set(stage.needs)) or not _built_from(marker, upstream)
+        done = not args.force and not upstream_ran and (result is None or result.exists()) and \
+            _finished_earlier(marker, stage_args, fingerprint, full, output)
         header = f"[{number}/{len(stages)}] {name}"
+        if not done:
+            ran.add(name)
         if args.dry_run:
-            print(f"{header}: {'reuse' if done else 'run'}: {shlex.join(full)}")
+            for path, text in writes.items() if not done else ():  # pasted into a shell: what the run would do
+                print(f"{header}: writes: mkdir -p {shlex.quote(str(path.parent))} && cat > {shlex.quote(str(path))} "
+                      f"<<'EOF'\n{text.rstrip()}\nEOF")
+            reports = shlex.quote(str(output / "reports"))
+            mkdir, log = (f"mkdir -p {reports} && ", f" > {reports}/{name}.txt") if name in QUIET_STAGES else ("", "")
+            print(f"{header}: {'reuse' if done else 'run'}: {mkdir}{shlex.join(full)}{log}")
             continue
         if done:
             print(f"{header}: finished earlier, reused ({result or 'nothing to redo'})", flush=True)
             continue
-        # This stage is unfinished from now on, and so is every later one when this stage makes an output (they
-        # run again in this invocation anyway, see `redo`): should this run stop here, the next one must not reuse
-        # a later stage built from this stage's previous output.
-        for later in stages[number - 1:] if result is not None else [stages[number - 1]]:
-            (markers / f"{later.name}.json").unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)  # unfinished from now on; later stages see that it is no longer what they read
         for path, text in writes.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, text)
@@ -259,22 +317,53 @@ def run_command(args) -> int:
             log = output / "reports" / f"{name}.txt"
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("w", encoding="utf-8") as handle:
-                completed = subprocess.run(full, env=env, stdout=handle)
+                returncode = run_stage(full, env, stdout=handle)
         else:
-            completed = subprocess.run(full, env=env)
-        if completed.returncode != 0:
-            print(f"{header}: failed with exit status {completed.returncode}; fix it and run again — finished stages "
+            returncode = run_stage(full, env)
+        if returncode != 0:
+            print(f"{header}: failed with exit status {returncode}; fix it and run again — finished stages "
                   "are reused", file=sys.stderr)
-            return completed.returncode
+            return returncode
         markers.mkdir(parents=True, exist_ok=True)
         write_text_atomic(marker, json.dumps({"command": full, "args": stage_args, "inputs": fingerprint,
-                                              "seconds": round(time.monotonic() - stage_start, 1)}))
+                                              "seconds": round(time.monotonic() - stage_start, 1),
+                                              "id": os.urandom(8).hex(), "upstream": upstream}))
         print(f"{header}: done in {time.monotonic() - stage_start:.0f} s", flush=True)
     if args.dry_run:
         return 0
     report = write_report(output, stages)
     print(f"\nall {len(stages)} stages done in {time.monotonic() - started:.0f} s\nreport: {report.resolve()}")
     return 0
+
+
+def run_stage(full: list[str], env: dict, stdout=None) -> int:
+    """Run one stage's command; → its exit status. It gets a process group of its own, so Ctrl-C reaches it once,
+    from here: on Ctrl-C or SIGTERM this passes the signal on and waits while the stage removes its half-written
+    output (subprocess.run would kill it a quarter of a second later, leaving a temporary copy of a corpus)."""
+    process = subprocess.Popen(full, env=env, stdout=stdout, start_new_session=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt as interrupt:  # mmbert.cli.Terminated (SIGTERM) is one too
+        os.killpg(process.pid, signal.SIGTERM if type(interrupt).__name__ == "Terminated" else signal.SIGINT)
+        process.wait()
+        raise
+
+
+def _marker_id(marker: Path) -> str | None:
+    """The id a finished stage's marker carries (None: unfinished, or a marker from before ids)."""
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _built_from(marker: Path, upstream: dict[str, str | None]) -> bool:
+    """Whether the stage was built from the earlier stages' present outputs (markers from before ids: assumed)."""
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8")).get("upstream")
+    except (OSError, ValueError, AttributeError):
+        return True  # no marker: _finished_earlier decides
+    return recorded is None or recorded == upstream
 
 
 def _finished_earlier(marker: Path, stage_args: list[str], fingerprint: str, full: list[str], output: Path) -> bool:
@@ -299,9 +388,9 @@ def prepare_run_directory(run_dir: Path, started: Path, command: list[str], fing
     `command` is the stage's `mmbert` arguments (not the interpreter or launcher: a preempted job relaunched from
     another environment still resumes). Resuming is right when this command, on these inputs, started and did not
     finish. Otherwise the training starts over: a run directory without a checkpoint is simply removed; with --force
-    or new data from an earlier stage the old run is deleted (it trained on what no longer exists); after an edit of
-    the training recipe alone it is moved aside, since it may hold days of GPU time, and the message says where.
-    A run directory from before these records existed is resumed, as it always was.
+    the old run is deleted; after new data from an earlier stage or an edit of the training recipe it is moved
+    aside, since it may hold days of GPU time (repacking with other workers gives the same shards), and the message
+    says where. A run directory from before these records existed is resumed, as it always was.
     """
     record = {"command": command, "inputs": fingerprint}
     previous = json.loads(started.read_text()) if started.is_file() else None
@@ -310,13 +399,16 @@ def prepare_run_directory(run_dir: Path, started: Path, command: list[str], fing
         pass  # the same training, interrupted (or one this tool cannot tell apart): --resume auto continues it
     elif run_dir.exists() and not any((run_dir / "checkpoints").glob("step-*")):
         shutil.rmtree(run_dir)  # a start that failed before its first checkpoint: nothing to keep
-    elif run_dir.exists() and (forced or upstream_ran):
+    elif run_dir.exists() and forced:
         shutil.rmtree(run_dir)
-        note = f"starting over: removed {run_dir} ({'--force' if forced else 'its data changed'})"
+        note = f"starting over: removed {run_dir} (--force)"
     elif run_dir.exists():
-        aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = next(path for n in range(1000) if not (path := run_dir.with_name(
+            f"{run_dir.name}.replaced-{stamp}" + (f"-{n}" if n else ""))).exists())
         run_dir.rename(aside)
-        note = f"the training command or recipe changed: starting over, the previous run is kept in {aside}"
+        why = "its data was rebuilt" if upstream_ran else "the training command or recipe changed"
+        note = f"{why}: starting over, the previous run is kept in {aside}"
     started.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(started, json.dumps(record))
     return note

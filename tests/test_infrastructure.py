@@ -130,17 +130,21 @@ def test_mmbert_run_resumes_only_the_same_interrupted_training(tmp_path):
     assert "previous run is kept in" in note and not run.exists()
     (aside,) = tmp_path.glob("run.replaced-*")
     assert (aside / "checkpoints" / "latest").read_text() == "interrupted"
-    # New shards from an earlier stage, or --force: the old run trained on data that is gone; it is removed.
-    for forced, upstream in ((False, True), (True, False)):
-        checkpoint("stale")
-        note = prepare_run_directory(run, started, command, "edited", forced=forced, upstream_ran=upstream)
-        assert note.startswith("starting over: removed") and not run.exists()
+    # --force: the old run is removed. New shards from an earlier stage: kept aside too (days of GPU time; shards
+    # repacked with other workers are the same), and the note says why.
+    checkpoint("stale")
+    note = prepare_run_directory(run, started, command, "edited", forced=True, upstream_ran=False)
+    assert note.startswith("starting over: removed") and not run.exists()
     assert len(list(tmp_path.glob("run.replaced-*"))) == 1
+    checkpoint("new data")  # (within the same second: a name of its own beside the first)
+    note = prepare_run_directory(run, started, command, "edited", forced=False, upstream_ran=True)
+    assert note.startswith("its data was rebuilt") and "kept in" in note and not run.exists()
+    assert len(list(tmp_path.glob("run.replaced-*"))) == 2
     # A start that failed before its first checkpoint leaves nothing worth keeping: removed, nothing moved aside.
     (run / "metrics.jsonl").parent.mkdir(parents=True)
     (run / "metrics.jsonl").write_text("")
     assert prepare_run_directory(run, started, command, "typo", forced=False, upstream_ran=False) == ""
-    assert not run.exists() and len(list(tmp_path.glob("run.replaced-*"))) == 1
+    assert not run.exists() and len(list(tmp_path.glob("run.replaced-*"))) == 2
 
 
 def test_a_reader_that_leaves_early_is_no_error():

@@ -8,7 +8,12 @@ checked over many runs in seconds.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class FakeStages:
-    """Stands in for `subprocess.run` of the stage commands: records which stage ran, creates its result."""
+    """Stands in for `run_stage` of the stage commands: records which stage ran, creates its result."""
 
     def __init__(self, recipe: dict, output: Path):
         self.results = {tuple(stage.command): (stage.name, stage.result)
@@ -29,24 +34,25 @@ class FakeStages:
         self.ran: list[str] = []
         self.fail: set[str] = set()
 
-    def __call__(self, full, env=None, stdout=None):
+    def __call__(self, full, env=None, stdout=None) -> int:
         command = tuple(full[full.index("mmbert") + 1:])
         name, result = self.results[command]
         self.ran.append(name)
         if name in self.fail:
-            return subprocess.CompletedProcess(full, 1)
+            return 1
         if result is not None:
             result.parent.mkdir(parents=True, exist_ok=True)
             result.touch()
-        return subprocess.CompletedProcess(full, 0)
+        return 0
 
 
-def write_recipe(tmp_path: Path, corpus_args: list[str], mixture: bool = False, temperature: float = 0.7) -> Path:
+def write_recipe(tmp_path: Path, corpus_args: list[str], mixture: bool = False, temperature: float = 0.7,
+                 inputs=("data/warc/udhr.warc.gz",), overrides=()) -> Path:
     recipe = {"output": str(tmp_path / "out"),
-              "corpus": {"inputs": ["data/warc/udhr.warc.gz"], "args": corpus_args},
+              "corpus": {"inputs": list(inputs), "args": corpus_args},
               "mixture": mixture,
               "train": {"recipe": str(REPO / "recipes/tiny-cpu.yaml"),
-                        "overrides": [f"phases.0.temperature={temperature}"]}}
+                        "overrides": [f"phases.0.temperature={temperature}", *overrides]}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -56,7 +62,7 @@ def run(monkeypatch, path: Path, *flags: str, fail: set[str] = frozenset()) -> t
     recipe = run_module.load_run_recipe(str(path))
     fake = FakeStages(recipe, Path(recipe["output"]))
     fake.fail = set(fail)
-    monkeypatch.setattr(run_module.subprocess, "run", fake)
+    monkeypatch.setattr(run_module, "run_stage", fake)
     return main(["run", str(path), *flags]), fake.ran
 
 
@@ -105,6 +111,11 @@ def test_a_dry_run_writes_nothing_and_sees_a_changed_mixture_schedule(monkeypatc
     (lambda r: r.update(output=None), "output must be a directory path"),
     (lambda r: r["train"].update(override=["optimizer.lr=5"]), "train: unknown key(s) override; known: launcher, "),
     (lambda r: r.update(eval={"task": ["retrieval"]}), "eval: unknown key(s) task; known: args, tasks"),
+    # files named by the recipe are checked before hours of corpus building, not at the stage that reads them
+    (lambda r: r["train"].update(recipe=5), "train.recipe must name an existing training recipe"),
+    (lambda r: r.update(schedule="recipes/phases-exampel.yaml"), "schedule: file not found"),
+    (lambda r: r.update(tokenizer="nope/tokenizer.json"), "not found"),
+    (lambda r: r["train"].update(launcher=["no-such-launcher-mmbert"]), "neither on PATH nor beside this Python"),
 ])
 def test_run_recipes_of_the_wrong_shape_exit_2_before_any_stage(change, message, tmp_path, capsys):
     path = write_recipe(tmp_path, [])
@@ -123,3 +134,72 @@ def test_a_stage_without_an_output_runs_alone(monkeypatch, tmp_path):
     (tmp_path / "out" / ".stages" / "tokenizer.json").unlink()
     assert run(monkeypatch, recipe) == (0, ["tokenizer"])
     assert run(monkeypatch, recipe) == (0, [])
+
+
+def test_redoing_a_report_redoes_nothing_that_does_not_read_it(monkeypatch, tmp_path):
+    # A deleted plot used to count as "an earlier stage ran": pack, training (the run directory deleted) and all
+    recipe = write_recipe(tmp_path, [])
+    assert run(monkeypatch, recipe)[0] == 0
+    (tmp_path / "out" / "reports" / "corpus.png").unlink()
+    assert run(monkeypatch, recipe) == (0, ["corpus-stats"])
+
+
+def test_a_phase_languages_file_is_an_input_of_the_mixture_and_the_training(monkeypatch, tmp_path):
+    languages = tmp_path / "langs.txt"
+    languages.write_text("eng_Latn\nfra_Latn\n")
+    recipe = write_recipe(tmp_path, [], mixture=True, overrides=["phases.0.top=null",
+                                                                 f"phases.0.languages_file={languages}"])
+    assert run(monkeypatch, recipe)[0] == 0
+    assert run(monkeypatch, recipe) == (0, [])
+    languages.write_text("rus_Cyrl\ncmn_Hani\n")  # the file's contents, not its name, are what the phase trains on
+    code, ran = run(monkeypatch, recipe)
+    assert code == 0 and ran == ["mixture-64", "train", "export", "eval"]
+
+
+def test_a_stage_built_from_an_earlier_output_that_was_rebuilt_since_runs_again(monkeypatch, tmp_path):
+    # pack-64 is not in the second plan (seq_len 32), which rebuilds the corpus; back at 64, pack-64 must not be
+    # reused: its shards hold the old corpus
+    recipe = write_recipe(tmp_path, ["--num-workers", "1"])
+    assert run(monkeypatch, recipe)[0] == 0
+    other = write_recipe(tmp_path, ["--num-workers", "2"], overrides=[f"phases.{i}.seq_len=32" for i in range(3)])
+    code, ran = run(monkeypatch, other)
+    assert code == 0 and "corpus" in ran and "pack-32" in ran
+    code, ran = run(monkeypatch, write_recipe(tmp_path, ["--num-workers", "2"]))
+    assert code == 0 and ran[0] == "pack-64" and "corpus" not in ran
+
+
+def test_a_new_file_under_an_input_glob_rebuilds_the_corpus(monkeypatch, tmp_path):
+    warcs = tmp_path / "warcs"
+    warcs.mkdir()
+    shutil.copy(REPO / "data/warc/udhr.warc.gz", warcs)
+    recipe = write_recipe(tmp_path, [], inputs=[f"{warcs}/*.warc.gz"])
+    assert run(monkeypatch, recipe)[0] == 0
+    assert run(monkeypatch, recipe) == (0, [])
+    shutil.copy(REPO / "data/warc/warcfile.warc.gz", warcs)
+    code, ran = run(monkeypatch, recipe)
+    assert code == 0 and ran[0] == "corpus"
+
+
+def test_ctrl_c_reaches_the_stage_once_and_waits_for_its_cleanup(tmp_path):
+    # The runner gets SIGINT (as from `kill -INT`, or the terminal: the stage has a process group of its own); the
+    # stage must receive it and finish its cleanup before the runner exits (subprocess.run killed it after 0.25 s).
+    stage = tmp_path / "stage.py"
+    stage.write_text(
+        "import pathlib, sys, time\n"
+        f"pathlib.Path({str(tmp_path / 'started')!r}).touch()\n"
+        "try:\n    time.sleep(60)\n"
+        f"except KeyboardInterrupt:\n    time.sleep(1)\n    pathlib.Path({str(tmp_path / 'cleaned')!r}).touch()\n"
+        "    sys.exit(130)\n")
+    runner = subprocess.Popen([sys.executable, "-c", "import os, sys; from mmbert.run import run_stage; "
+                               f"run_stage([sys.executable, {str(stage)!r}], dict(os.environ))"], cwd=REPO)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(runner.pid, signal.SIGINT)
+    runner.wait(timeout=30)
+    assert (tmp_path / "cleaned").exists()
+
+
+def test_a_training_recipe_given_to_run_is_named_as_one(capsys):
+    assert main(["run", str(REPO / "recipes/tiny-cpu.yaml")]) == 2
+    assert "is a training recipe: run it with `mmbert train --config" in capsys.readouterr().err
