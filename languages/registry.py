@@ -47,7 +47,7 @@ SCRIPT_VARIANTS = {
     ("pan", "Arab"): "pnb", ("pnb", "Guru"): "pan",  # Punjabi: Gurmukhi in India, Shahmukhi in Pakistan
     ("azb", "Latn"): "azj", ("azb", "Cyrl"): "azj", ("azj", "Arab"): "azb",  # Azerbaijani
     ("uzs", "Latn"): "uzn", ("uzs", "Cyrl"): "uzn", ("uzn", "Arab"): "uzs",  # Uzbek
-    ("ckb", "Latn"): "kmr", ("ckb", "Cyrl"): "kmr", ("kmr", "Arab"): "ckb",  # Kurdish: Sorani / Kurmanji
+    ("kmr", "Arab"): "ckb",  # Kurdish in Arabic script is Sorani (Sorani in Latin script, as the UDHR has it, stays)
     ("tgk", "Arab"): "fas", ("fas", "Cyrl"): "tgk",  # Tajik is Persian in Cyrillic
 }
 # CLDR's likely script for Chinese is Hans/Hant; FineWeb-2 labels all Han text Hani (and Japanese Jpan, Korean Hang).

@@ -63,7 +63,7 @@ def test_script_hint_picks_among_a_languages_scripts():
     assert normalize("__label__ku", script="Arab") == "ckb_Arab" and normalize("__label__ku", script="Armn") != "ckb_Armn"
     # languages ISO splits by script meet FineWeb-2's label for the text's script, not a label it lacks
     assert normalize("__label__pa", script="Arab") == "pnb_Arab" and normalize("pa-PK") == "pnb_Arab"
-    assert normalize("pnb", script="Guru") == "pan_Guru" and normalize("ckb", script="Latn") == "kmr_Latn"
+    assert normalize("pnb", script="Guru") == "pan_Guru" and normalize("ckb", script="Latn") == "ckb_Latn"
     assert normalize("tg", script="Arab") == "fas_Arab" and normalize("fa", script="Cyrl") == "tgk_Cyrl"
     # and Latin-script Chinese stays Mandarin (it was Min Nan, the member with Latin-script data)
     assert normalize("__label__zh", script="Latn") == "cmn_Latn" and normalize("zh-Latn-pinyin") == "cmn_Latn"
