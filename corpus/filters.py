@@ -64,10 +64,10 @@ class FilterSettings:
     min_stop_words: int = 2
     stopwords: frozenset[str] = field(default_factory=frozenset)
     # How the word splitter gives each stop word (FineWeb-2's are tokens of its own per-language tokenizers): the
-    # words that stand for it, and the prefixes and suffixes of words that do (see _stop_word_forms).
+    # words that stand for it, and the prefixes and suffixes of words that do, by length (see _stop_word_forms).
     stop_word_forms: dict[str, str] = field(default_factory=dict)
-    stop_word_prefixes: dict[str, str] = field(default_factory=dict)
-    stop_word_suffixes: dict[str, str] = field(default_factory=dict)
+    stop_word_prefixes: dict[int, dict[str, str]] = field(default_factory=dict)
+    stop_word_suffixes: dict[int, dict[str, str]] = field(default_factory=dict)
     dup_line_frac: float = 0.3
     top_n_grams: tuple[tuple[int, float], ...] = ((2, 0.2), (3, 0.18), (4, 0.16))
     dup_n_grams: tuple[tuple[int, float], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
@@ -108,12 +108,12 @@ def settings_for(language: str) -> FilterSettings:
     )
 
 
-def _stop_word_forms(stopwords: list[str], script: str | None) -> dict[str, dict[str, str]]:
+def _stop_word_forms(stopwords: list[str], script: str | None) -> dict[str, dict]:
     """Where FineWeb-2's tokenizers and this project's word splitter disagree, the forms a stop word takes here:
     - Tibetan's end in a tsheg, which the splitter drops (`དང་` is the word `དང`);
     - ones ending in a joiner (Maltese `il-`, French `l'`) stay glued to the next word (`il-bniedem`): they count as
       a prefix, or alone without the joiner;
-    - Korean's are particles and endings glued to words (FineWeb-2 counts Kiwi's morphemes): a word that begins or
+    - Korean's are particles and endings glued to the end of words (FineWeb-2 counts Kiwi's morphemes): a word that
       ends with one counts."""
     forms, prefixes = {}, {}
     for word in stopwords:
@@ -125,23 +125,26 @@ def _stop_word_forms(stopwords: list[str], script: str | None) -> dict[str, dict
         pieces = [piece for piece in split_words(word, script) if _has_alnum(piece)]
         if len(pieces) == 1:
             forms.setdefault(pieces[0], word)
-    if script == "Hang":
-        return {"stop_word_forms": forms, "stop_word_prefixes": dict(forms), "stop_word_suffixes": dict(forms)}
-    return {"stop_word_forms": forms, "stop_word_prefixes": prefixes}
+    return {"stop_word_forms": forms, "stop_word_prefixes": _by_length(prefixes),
+            "stop_word_suffixes": _by_length(forms) if script == "Hang" else {}}
+
+
+def _by_length(affixes: dict[str, str]) -> dict[int, dict[str, str]]:
+    lengths: dict[int, dict[str, str]] = {}
+    for affix, word in affixes.items():
+        lengths.setdefault(len(affix), {})[affix] = word
+    return lengths
 
 
 def count_stop_words(words: list[str], settings: FilterSettings) -> int:
     """Distinct stop words present (as Gopher and datatrove count them), in the forms _stop_word_forms gives."""
-    forms, prefixes, suffixes = settings.stop_word_forms, settings.stop_word_prefixes, settings.stop_word_suffixes
-    found = {forms[word] for word in set(words) if word in forms}
-    if prefixes or suffixes:
-        longest = max(map(len, (*prefixes, *suffixes)))
-        for word in set(words):
-            for k in range(1, min(len(word), longest + 1)):  # proper prefixes and suffixes only
-                if word[:k] in prefixes:
-                    found.add(prefixes[word[:k]])
-                if word[-k:] in suffixes:
-                    found.add(suffixes[word[-k:]])
+    distinct = set(words)
+    forms = settings.stop_word_forms
+    found = {forms[word] for word in distinct & forms.keys()}
+    for affixes, cut in ((settings.stop_word_prefixes, lambda word, k: word[:k]),
+                         (settings.stop_word_suffixes, lambda word, k: word[-k:])):
+        for k, table in affixes.items():  # a proper prefix or suffix: the word itself is a form above
+            found.update(table[affix] for word in distinct if len(word) > k and (affix := cut(word, k)) in table)
     return len(found)
 
 

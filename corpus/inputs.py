@@ -66,20 +66,20 @@ def resolve_inputs(patterns: Iterable[str], manifests: Iterable[str] = ()) -> li
             raise UsageError(f"cannot read manifest {manifest}: {error}") from None
     if not patterns:
         raise UsageError("no input given: pass --input PATH/GLOB or --manifest FILE")
-    paths: set[str] = set()
+    paths: dict[str, str] = {}  # the file itself → the path it is read by, as spelled first
     for pattern in patterns:
         try:
             matches = FileSystems.match([pattern])[0].metadata_list
         except Exception as error:
             raise UsageError(f"cannot list {pattern}: {error}") from None
-        # One file however it is spelled (./x, x, a symlink): read once, not once per spelling
-        files = [m.path if is_remote(m.path) else os.path.realpath(m.path) for m in matches if not m.path.endswith("/")]
+        files = [m.path for m in matches if not m.path.endswith("/")]
         if not files:
             raise UsageError(f"input {pattern} matches no file")
-        paths.update(files)
-    for path in paths:
+        for path in files:  # one file however it is spelled (./x, x, a symlink) is read once; by the spelled path,
+            paths.setdefault(path if is_remote(path) else os.path.realpath(path), path)  # whose suffix names the format
+    for path in paths.values():
         input_format(path)
-    return sorted(paths)
+    return sorted(paths.values())
 
 
 def iso_date(value) -> str:

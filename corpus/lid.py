@@ -91,11 +91,9 @@ def text_script(raw: str, sample: str) -> str | None:
     cmn_Hani / kor_Hang instead of becoming nan_Latn (Min Nan) or a kor_Latn no phase trains on."""
     counts = script_counts(sample)
     dominant = dominant_of(counts)
-    try:
-        own = scripts_of(raw)
-    except UnknownLanguage:
-        return dominant
-    if dominant is None or not own or dominant in own:
+    label = normalize_label(raw, dominant) if dominant else None
+    own = scripts_of(label) if label else []  # the scripts of the language the label takes in the dominant script
+    if not own or dominant in own:  # (az on Arabic text is azb, which is written so: it stays)
         return dominant
     letters = {script: sum(counts[s] for s in (script, *COMBINED_SCRIPTS.get(script, ()))) for script in own}
     best = max(own, key=lambda script: letters[script])  # `own` is ordered by data: ties go to the main script

@@ -7,7 +7,6 @@ import json
 import sys
 
 from mmbert.argtypes import HelpFormatter, positive_float, token_count
-from mmbert.errors import UsageError
 
 EPILOG = """\
 examples:
@@ -157,9 +156,10 @@ def sample_command(args) -> int:
     for phase in phases:
         phase_counts = {label: counts.get(label, 0) for label in phase.languages}
         missing = sorted(label for label, value in phase_counts.items() if value == 0)
-        if len(missing) == len(phase_counts):  # as `mix` and `train` refuse it
-            raise UsageError(f"phase {phase.name}: none of its {len(missing)} languages has data in {args.counts}")
-        if missing:  # named, as `train` names them: they get probability 0
+        if len(missing) == len(phase_counts):  # `mix` and `train` refuse it; here (a plot in `mmbert run`) said
+            print(f"warning: phase {phase.name}: none of its {len(missing)} languages has data in {args.counts}: "
+                  "it samples nothing", file=sys.stderr)
+        elif missing:  # named, as `train` names them: they get probability 0
             named = ", ".join(missing[:8]) + (f", … ({len(missing) - 8} more)" if len(missing) > 8 else "")
             print(f"{phase.name}: {len(missing)} of {len(phase.languages)} languages have no data in {args.counts} "
                   f"(sampled with probability 0): {named}", file=sys.stderr)
@@ -167,7 +167,7 @@ def sample_command(args) -> int:
         budget = args.budget if args.budget is not None else phase.budget
         max_epochs = args.max_epochs if args.max_epochs is not None else phase.max_epochs
         budgets = token_budgets(phase_counts, phase.temperature, budget, max_epochs) if budget is not None else None
-        if budgets is not None and sum(budgets.values()) < budget:
+        if budgets is not None and 0 < sum(budgets.values()) < budget:
             print(f"{phase.name}: the epoch caps (max {max_epochs} epochs) leave {budget - sum(budgets.values()):,} "
                   f"of {int(budget):,} tokens unfilled", file=sys.stderr)
         entries = {}

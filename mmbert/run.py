@@ -243,24 +243,33 @@ def phases_schedule(train_recipe, seq_len: int | None = None) -> str:
     return yaml.safe_dump({"phases": phases}, sort_keys=False)
 
 
-def input_fingerprint(command: list[str], output: Path, writes: dict | None = None, reads=()) -> str:
+def input_fingerprint(command: list[str], output: Path, writes: dict | None = None, reads=(),
+                      legacy: bool = False) -> str:
     """A hash of the inputs a command names: files outside the run's output directory (recipes, manifests, inputs,
     globs expanded), the files it `reads` without naming them, and the schedules written into the output directory
     (`writes`: the text of those not written yet). Editing one makes the stage run again; the stages' own outputs
-    never count. Files of 1 MiB or more (WARCs, a tokenizer.json) count by size and modification time."""
+    never count. Files of 1 MiB or more (WARCs, a tokenizer.json) count by size and modification time. `legacy`:
+    as markers without an id were fingerprinted (named small files only), so an upgrade redoes nothing."""
     digest = hashlib.sha256()
     inside = output.resolve()
-    for argument in [*command, *map(str, reads)]:
+    for argument in [*command, *([] if legacy else map(str, reads))]:
         path = Path(argument)
         if writes and path in writes:
             digest.update(argument.encode() + b"\0" + writes[path].encode("utf-8"))
             continue
-        matches = sorted(glob.glob(argument)) if any(c in argument for c in "*?[") and not path.exists() else []
-        for name in [argument] if path.is_file() else [m for m in matches if Path(m).is_file()]:
+        if path.is_file():
+            names = [argument]
+        elif not legacy and any(c in argument for c in "*?["):  # a glob: what it matches now
+            names = [match for match in sorted(glob.glob(argument)) if Path(match).is_file()]
+        else:
+            names = []
+        for name in names:
             file = Path(name)
             if inside in file.resolve().parents and file.suffix not in (".yaml", ".yml"):
                 continue
             stat = file.stat()
+            if stat.st_size >= 1 << 20 and legacy:
+                continue
             content = file.read_bytes() if stat.st_size < 1 << 20 else f"{stat.st_size}:{stat.st_mtime_ns}".encode()
             digest.update(name.encode() + b"\0" + content)
     return digest.hexdigest()
@@ -286,7 +295,7 @@ def run_command(args) -> int:
         # was built by a run with another plan): its inputs are new
         upstream_ran = bool(ran & set(stage.needs)) or not _built_from(marker, upstream)
         done = not args.force and not upstream_ran and (result is None or result.exists()) and \
-            _finished_earlier(marker, stage_args, fingerprint, full, output)
+            _finished_earlier(marker, stage_args, fingerprint, full, output, writes)
         header = f"[{number}/{len(stages)}] {name}"
         if not done:
             ran.add(name)
@@ -338,15 +347,20 @@ def run_command(args) -> int:
 
 def run_stage(full: list[str], env: dict, stdout=None) -> int:
     """Run one stage's command; → its exit status. It gets a process group of its own, so Ctrl-C reaches it once,
-    from here: on Ctrl-C or SIGTERM this passes the signal on and waits while the stage removes its half-written
-    output (subprocess.run would kill it a quarter of a second later, leaving a temporary copy of a corpus)."""
+    from here: on Ctrl-C, SIGTERM or a hang-up this passes the signal on and waits while the stage removes its
+    half-written output (subprocess.run would kill it a quarter of a second later, leaving a temporary copy of a
+    corpus)."""
     process = subprocess.Popen(full, env=env, stdout=stdout, start_new_session=True)
+    # A terminal hang-up (ssh gone) reaches this process only: pass it on, or the stage would run on unattended
+    hangup = signal.signal(signal.SIGHUP, lambda *_: os.killpg(process.pid, signal.SIGHUP))
     try:
         return process.wait()
     except KeyboardInterrupt as interrupt:  # mmbert.cli.Terminated (SIGTERM) is one too
         os.killpg(process.pid, signal.SIGTERM if type(interrupt).__name__ == "Terminated" else signal.SIGINT)
         process.wait()
         raise
+    finally:
+        signal.signal(signal.SIGHUP, hangup)
 
 
 def _marker_id(marker: Path) -> str | None:
@@ -363,10 +377,13 @@ def _built_from(marker: Path, upstream: dict[str, str | None]) -> bool:
         recorded = json.loads(marker.read_text(encoding="utf-8")).get("upstream")
     except (OSError, ValueError, AttributeError):
         return True  # no marker: _finished_earlier decides
-    return recorded is None or recorded == upstream
+    if recorded is None:  # a marker from before ids: built from what is there unless that was rebuilt since
+        return all(value is None for value in upstream.values())
+    return recorded == upstream
 
 
-def _finished_earlier(marker: Path, stage_args: list[str], fingerprint: str, full: list[str], output: Path) -> bool:
+def _finished_earlier(marker: Path, stage_args: list[str], fingerprint: str, full: list[str], output: Path,
+                      writes: dict) -> bool:
     """Whether the stage's marker records these arguments and inputs. The interpreter is left out of the comparison:
     a moved or rebuilt .venv does not make a finished stage run again. Markers written before "args" existed
     recorded the full command and its fingerprint: those are compared."""
@@ -376,9 +393,12 @@ def _finished_earlier(marker: Path, stage_args: list[str], fingerprint: str, ful
         return False
     if not isinstance(previous, dict):
         return False
+    legacy = "id" not in previous  # fingerprinted before globs, large files and languages files counted
     if "args" in previous:
+        if legacy:
+            fingerprint = input_fingerprint(stage_args, output, writes, legacy=True)
         return previous["args"] == stage_args and previous.get("inputs") == fingerprint
-    return previous.get("command") == full and previous.get("inputs") == input_fingerprint(full, output)
+    return previous.get("command") == full and previous.get("inputs") == input_fingerprint(full, output, legacy=legacy)
 
 
 def prepare_run_directory(run_dir: Path, started: Path, command: list[str], fingerprint: str, forced: bool,

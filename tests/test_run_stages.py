@@ -8,6 +8,7 @@ checked over many runs in seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -203,3 +204,59 @@ def test_ctrl_c_reaches_the_stage_once_and_waits_for_its_cleanup(tmp_path):
 def test_a_training_recipe_given_to_run_is_named_as_one(capsys):
     assert main(["run", str(REPO / "recipes/tiny-cpu.yaml")]) == 2
     assert "is a training recipe: run it with `mmbert train --config" in capsys.readouterr().err
+
+
+def _as_written_before_ids(output: Path, recipe: dict) -> None:
+    """Rewrite every marker as the runner wrote it before stages recorded ids (fingerprints of small named files)."""
+    writes = {stage.name: stage.writes for stage in run_module.plan_stages(recipe, output)}
+    for marker in (output / ".stages").glob("*.json"):
+        record = json.loads(marker.read_text())
+        if "args" not in record:  # the training's start record
+            continue
+        record.pop("id", None), record.pop("upstream", None)
+        record["inputs"] = run_module.input_fingerprint(record["args"], output, writes[marker.stem], legacy=True)
+        marker.write_text(json.dumps(record))
+
+
+def test_markers_from_before_ids_are_reused_until_what_they_read_is_rebuilt(monkeypatch, tmp_path):
+    warcs = tmp_path / "warcs"
+    warcs.mkdir()
+    shutil.copy(REPO / "data/warc/udhr.warc.gz", warcs)
+    big = warcs / "big.jsonl"  # an input of 1 MiB or more, which old fingerprints left out
+    big.write_text('{"text": "x"}\n' * 80_000)
+    recipe_path = write_recipe(tmp_path, [], inputs=[f"{warcs}/*.warc.gz", str(big)])
+    assert run(monkeypatch, recipe_path)[0] == 0
+    recipe, output = run_module.load_run_recipe(str(recipe_path)), tmp_path / "out"
+    _as_written_before_ids(output, recipe)
+    assert run(monkeypatch, recipe_path) == (0, [])  # an upgrade redoes nothing
+    _as_written_before_ids(output, recipe)
+    # the corpus is rebuilt, then a report stage fails: the old-style pack marker must not be trusted any more
+    recipe_path = write_recipe(tmp_path, ["--num-workers", "1"], inputs=[f"{warcs}/*.warc.gz", str(big)])
+    assert run(monkeypatch, recipe_path, fail={"corpus-stats"}) == (1, ["corpus", "corpus-stats"])
+    code, ran = run(monkeypatch, recipe_path)
+    assert code == 0 and "pack-64" in ran and "train" in ran
+
+
+def test_a_hang_up_reaches_the_stage(tmp_path):
+    # The stage has a session of its own (for Ctrl-C): the terminal's SIGHUP reaches only the runner, which passes
+    # it on, or the stage would run on unattended and a second run would start beside it
+    stage = tmp_path / "stage.py"
+    stage.write_text(f"import os, pathlib, time\npathlib.Path({str(tmp_path / 'pid')!r}).write_text(str(os.getpid()))\n"
+                     "time.sleep(60)\n")
+    runner = subprocess.Popen([sys.executable, "-c", "import os, sys; from mmbert.run import run_stage; "
+                               f"run_stage([sys.executable, {str(stage)!r}], dict(os.environ))"], cwd=REPO)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    os.kill(runner.pid, signal.SIGHUP)
+    runner.wait(timeout=30)
+    pid = int((tmp_path / "pid").read_text())
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the stage outlived the runner's hang-up")

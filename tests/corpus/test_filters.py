@@ -57,6 +57,7 @@ def test_stop_words_are_found_as_the_word_splitter_gives_them(udhr_texts):
     # has several; before, most realistic Korean pages had none standing alone
     for paragraph in udhr_texts["kor_Hang"][2:8]:
         assert found("kor_Hang", paragraph) >= 2, paragraph
+    assert found("kor_Hang", "이마트 가방 도서 의자 에어컨 은행 로봇 나무") == 0  # nouns that merely begin with one
     # Maltese "il-", French "l'": glued to the next word, they count as its prefix, or alone without the joiner
     assert found("mlt_Latn", "il-bniedem tal-familja") == 2 and found("mlt_Latn", "ta kull") == 1
     assert found("fra_Latn", "l'homme d'état") == 2 and found("fra_Latn", "lhomme") == 0

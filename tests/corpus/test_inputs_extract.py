@@ -218,7 +218,12 @@ def test_resolve_inputs_globs_manifests_and_errors(tmp_path):
     (tmp_path / "link.warc.gz").symlink_to(WARC / "udhr.warc.gz")  # one file however it is spelled: read once
     spellings = [str(WARC / "udhr.warc.gz"), str(tmp_path / "link.warc.gz"),
                  os.path.relpath(WARC / "udhr.warc.gz"), "./" + os.path.relpath(WARC / "udhr.warc.gz")]
-    assert resolve_inputs(spellings) == [str((WARC / "udhr.warc.gz").resolve())]
+    assert resolve_inputs(spellings) == [str(WARC / "udhr.warc.gz")]
+    # read by the path as spelled: a hub cache's data/train.jsonl links to a blob without a suffix
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "5f2b9c0e7a").write_text('{"text": "x"}\n')
+    (tmp_path / "train.jsonl").symlink_to(tmp_path / "blobs" / "5f2b9c0e7a")
+    assert resolve_inputs([str(tmp_path / "*.jsonl")]) == [str(tmp_path / "train.jsonl")]
     with pytest.raises(UsageError, match="matches no file"):
         resolve_inputs([str(tmp_path / "missing-*.warc.gz")])
     with pytest.raises(UsageError, match="no input"):

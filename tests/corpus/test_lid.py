@@ -47,6 +47,16 @@ def test_a_page_quoting_english_keeps_its_languages_script(identifier, udhr_text
     assert identifier.identify([serbian_latin])[0][0] == "srp_Latn"
 
 
+def test_a_language_written_in_the_dominant_script_keeps_it(udhr_texts):
+    from corpus.lid import text_script
+
+    # `az` on Arabic-script text quoting some Latin brand names is South Azerbaijani (azb_Arab), written in Arabic
+    # script: the own-script rule must not turn it into Latin-script North Azerbaijani
+    page = " ".join(udhr_texts["arb_Arab"][:12]) + " iPhone Samsung Galaxy YouTube Instagram" * 4
+    assert text_script("__label__az", page) == "Arab" and text_script("__label__pa", page) == "Arab"
+    assert text_script("__label__zh", "Hello world, this is pinyin text: ni hao 你好") == "Latn"  # < 10 % Han
+
+
 def test_the_script_is_read_where_the_model_reads(identifier):
     # A Cyrillic document behind a long English preamble: fastText reads both (its first 20,000 characters), so the
     # script must come from the same span, not from the preamble alone.

@@ -113,7 +113,8 @@ def test_sample_names_languages_without_data_and_says_what_the_caps_leave(tmp_pa
     assert "1 of 3 languages have no data" in result.stderr and "ita_Latn" in result.stderr
     assert "leave 200 of 1,000 tokens unfilled" in result.stderr  # 2 x (100 + 300) = 800 at most
     assert result.stdout.splitlines()[-1].split()[::3] == ["total", "800"]
-    # a phase none of whose languages has data is refused, as `mix` and `train` refuse it
+    # a phase none of whose languages has data samples nothing, and says so (`mix` and `train` refuse it; here it
+    # is a report, which `mmbert run` draws for mmBERT's phases whatever the corpus holds)
     result = mmbert("languages", "sample", "--counts", str(counts), "--schedule", str(schedule), "--phase", "empty",
                     "--budget", "1000")
-    assert result.returncode == 2 and "none of its 1 languages has data" in result.stderr
+    assert result.returncode == 0 and "warning: phase empty: none of its 1 languages has data" in result.stderr
