@@ -66,7 +66,9 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def batch_size_at(tokens: int, batch: BatchConfig) -> int:
     """Rows in the global batch after `tokens` tokens, as ModernBERT's (and so mmBERT's) batch-size warm-up: the
     sizes warmup_min_size, 2x, 3x, … below global_size, each held for the same number of steps (a size of k rows
-    lasts k/Σ sizes of warmup_tokens), so the batch grows with the square root of the tokens seen."""
+    lasts k/Σ sizes of warmup_tokens), so the batch grows with the square root of the tokens seen. (ModernBERT adds
+    one packed micro-batch per GPU at a time; mmBERT's minimum is one micro-batch of 48 rows per GPU, so
+    warmup_min_size = 48 x GPUs gives its sizes.)"""
     if not batch.warmup_tokens or tokens >= batch.warmup_tokens:
         return batch.global_size
     sizes = range(batch.warmup_min_size, batch.global_size, batch.warmup_min_size)
