@@ -188,6 +188,7 @@ def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Remov
         return Removed("no_text_field", "read")
     if not text.strip():
         return Removed("empty_text", "read")
+    text = unicodedata.normalize("NFC", text)  # as extracted pages are (corpus/extract.py); the id below hashes it
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     date = obj.get("date") or metadata.get("date")
     given_id = obj.get("id")
@@ -197,7 +198,7 @@ def _document(obj: dict, path: str, index: int, text_field: str) -> dict | Remov
         given_id = "xxh3-" + xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
     document = {"id": str(given_id),
                 "url": str(obj.get("url") or metadata.get("url") or ""),
-                "date": iso_date(date) if date else "", "text": unicodedata.normalize("NFC", text), "source": path}
+                "date": iso_date(date) if date else "", "text": text, "source": path}
     try:  # JSON may escape half a surrogate pair ("\ud83d"): no UTF-8 writer downstream accepts it
         "".join((document["id"], document["url"], text)).encode("utf-8")
     except UnicodeEncodeError:
