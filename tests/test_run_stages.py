@@ -181,21 +181,26 @@ def test_a_new_file_under_an_input_glob_rebuilds_the_corpus(monkeypatch, tmp_pat
     assert code == 0 and ran[0] == "corpus"
 
 
-def test_ctrl_c_reaches_the_stage_once_and_waits_for_its_cleanup(tmp_path):
-    # The runner gets SIGINT (as from `kill -INT`, or the terminal: the stage has a process group of its own); the
-    # stage must receive it and finish its cleanup before the runner exits (subprocess.run killed it after 0.25 s).
+def _runner_of_a_stage(tmp_path: Path, body: str) -> subprocess.Popen:
+    """A process running `run_stage` on a Python stage that writes its pid to tmp_path/pid, then runs `body`;
+    returned once the stage has started."""
     stage = tmp_path / "stage.py"
-    stage.write_text(
-        "import pathlib, sys, time\n"
-        f"pathlib.Path({str(tmp_path / 'started')!r}).touch()\n"
-        "try:\n    time.sleep(60)\n"
-        f"except KeyboardInterrupt:\n    time.sleep(1)\n    pathlib.Path({str(tmp_path / 'cleaned')!r}).touch()\n"
-        "    sys.exit(130)\n")
+    stage.write_text(f"import os, pathlib\npathlib.Path({str(tmp_path / 'pid')!r}).write_text(str(os.getpid()))\n"
+                     + body)
     runner = subprocess.Popen([sys.executable, "-c", "import os, sys; from mmbert.run import run_stage; "
                                f"run_stage([sys.executable, {str(stage)!r}], dict(os.environ))"], cwd=REPO)
     deadline = time.monotonic() + 30
-    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+    while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    return runner
+
+
+def test_ctrl_c_reaches_the_stage_once_and_waits_for_its_cleanup(tmp_path):
+    # The runner gets SIGINT (as from `kill -INT`, or the terminal: the stage has a process group of its own); the
+    # stage must receive it and finish its cleanup before the runner exits (subprocess.run killed it after 0.25 s).
+    runner = _runner_of_a_stage(tmp_path, "import sys, time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+                                          f"    time.sleep(1)\n    pathlib.Path({str(tmp_path / 'cleaned')!r}).touch()\n"
+                                          "    sys.exit(130)\n")
     os.kill(runner.pid, signal.SIGINT)
     runner.wait(timeout=30)
     assert (tmp_path / "cleaned").exists()
@@ -240,18 +245,11 @@ def test_markers_from_before_ids_are_reused_until_what_they_read_is_rebuilt(monk
 def test_a_hang_up_reaches_the_stage(tmp_path):
     # The stage has a session of its own (for Ctrl-C): the terminal's SIGHUP reaches only the runner, which passes
     # it on, or the stage would run on unattended and a second run would start beside it
-    stage = tmp_path / "stage.py"
-    stage.write_text(f"import os, pathlib, time\npathlib.Path({str(tmp_path / 'pid')!r}).write_text(str(os.getpid()))\n"
-                     "time.sleep(60)\n")
-    runner = subprocess.Popen([sys.executable, "-c", "import os, sys; from mmbert.run import run_stage; "
-                               f"run_stage([sys.executable, {str(stage)!r}], dict(os.environ))"], cwd=REPO)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)
+    runner = _runner_of_a_stage(tmp_path, "import time\ntime.sleep(60)\n")
+    time.sleep(0.2)  # the runner's handler is set just after the stage starts
     os.kill(runner.pid, signal.SIGHUP)
     runner.wait(timeout=30)
-    pid = int((tmp_path / "pid").read_text())
+    pid, deadline = int((tmp_path / "pid").read_text()), time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
