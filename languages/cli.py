@@ -156,7 +156,8 @@ def sample_command(args) -> int:
     for phase in phases:
         phase_counts = {label: counts.get(label, 0) for label in phase.languages}
         missing = sorted(label for label, value in phase_counts.items() if value == 0)
-        if len(missing) == len(phase_counts):  # `mix` and `train` refuse it; here (a plot in `mmbert run`) said
+        if len(missing) == len(phase_counts):  # `mix` and `train` refuse it; this is a report (`mmbert run` plots
+            # mmBERT's phases whatever the corpus holds): said, not refused
             print(f"warning: phase {phase.name}: none of its {len(missing)} languages has data in {args.counts}: "
                   "it samples nothing", file=sys.stderr)
         elif missing:  # named, as `train` names them: they get probability 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 
 from training.distributed import Distributed, all_reduce_sum
@@ -19,8 +20,8 @@ from training.loss import IGNORE_INDEX, prediction_capacity
 
 
 def train_step(wrapped, model, optimizer, inputs, document_ids, labels, predicted, capacities, *,
-               micro: int, ctx: Distributed, autocast: bool, grad_clip: float, fsdp: bool, dropout_seed: int = 0,
-               first_row: int = 0):
+               micro: int, ctx: Distributed, autocast: bool, grad_clip: float, fsdp: bool,
+               dropout_seed: tuple[int, ...] = (0,), first_row: int = 0):
     """One optimizer step over the micro-batches of this process's rows, all tensors already on the device.
 
     `predicted` is the number of masked tokens in the whole global batch (a device tensor): each micro-batch's
@@ -37,7 +38,8 @@ def train_step(wrapped, model, optimizer, inputs, document_ids, labels, predicte
     for index, (start, capacity) in enumerate(zip(starts, capacities)):
         sync = index == len(starts) - 1 or not ctx.enabled or fsdp
         rows = slice(start, start + micro)
-        torch.manual_seed((dropout_seed + 7_919 * (first_row + start)) % 2**63)  # a resumed step is the same step
+        # (seed, step, row): a resumed step is the same step; SeedSequence mixes them (no two rows or steps alike)
+        torch.manual_seed(int(np.random.SeedSequence([*dropout_seed, first_row + start]).generate_state(1)[0]))
         with (contextlib.nullcontext() if sync else wrapped.no_sync()), \
                 torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
             out = wrapped(inputs[rows], document_ids[rows], labels[rows], max_predictions=capacity)

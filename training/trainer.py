@@ -119,7 +119,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: str | None, progress: bool, ct
         loss, grad_norm, predicted = train_step(
             wrapped, model, optimizer, inputs, document_ids, labels, all_reduce_sum(local_predicted), capacities,
             micro=micro, ctx=ctx, autocast=bf16 and not fsdp, grad_clip=recipe.optimizer.grad_clip, fsdp=fsdp,
-            dropout_seed=recipe.seed * 1_000_003 + step * 1_009, first_row=ctx.rank * (rows // ctx.world_size))
+            dropout_seed=(recipe.seed, step), first_row=ctx.rank * (rows // ctx.world_size))
 
         step_tokens = rows * phase.seq_len
         state["step"], state["tokens_seen"] = step + 1, tokens_seen + step_tokens

@@ -51,8 +51,9 @@ def test_two_gloo_processes_match_one_process(single_process, shards_64, shards_
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-5)
     weights_one, weights_two = load_file(single_process / FINAL), load_file(run / FINAL)
     assert weights_one.keys() == weights_two.keys()
-    for name, tensor in weights_one.items():
-        torch.testing.assert_close(weights_two[name], tensor, rtol=1e-4, atol=1e-5)
+    for name, tensor in weights_one.items():  # (atol 2e-5: one of 8.2M embedding weights reaches 1.2e-5 under FSDP,
+        # a rare token's, where Adam's g / (|g| + eps) magnifies the summation order's rounding)
+        torch.testing.assert_close(weights_two[name], tensor, rtol=1e-4, atol=2e-5)
 
 
 def test_fsdp_bf16_weights_on_one_process_train_like_fp32(single_process, shards_64, shards_128, tmp_path):
