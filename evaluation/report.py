@@ -252,15 +252,13 @@ def write_comparison(runs: list[list[Result]], directory: Path, settings: list[d
     `settings`: each run's recorded settings (None where it has none); those that differ get a table."""
     models = [run[0].model for run in runs]
     settings = settings if settings is not None else [None] * len(runs)
-    counts: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
-    for run in runs:
-        for r in run:
-            if r.ok:
-                counts[(r.task, r.language, r.metric)][r.model] = r.n
     cells: dict[tuple[str, str, str], dict[str, float | None]] = defaultdict(dict)
+    counts: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)  # n of the cells scored
     for run in runs:
         for r in run:
             cells[(r.task, r.language, r.metric)][r.model] = r.value if r.ok else None
+            if r.ok:
+                counts[(r.task, r.language, r.metric)][r.model] = r.n
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["task", "language", "metric", *models])

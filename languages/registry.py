@@ -121,11 +121,9 @@ def get(label: str) -> Language:
 
 
 @lru_cache(maxsize=16384)
-def _individual_code(iso: str, script: str | None = None) -> str:
-    """Map a macrolanguage to the individual language the registry uses; other codes pass through.
-
-    The member with the most data wins, among those written in `script` when some are: Kurdish (`ku`) in Latin
-    script is Kurmanji (kmr_Latn), in Arabic script Central Kurdish (ckb_Arab)."""
+def _individual_code(iso: str) -> str:
+    """Map a macrolanguage to the individual language the registry uses (the member with the most data); a retired
+    code to its successor; other codes pass through."""
     known = _scripts_by_iso()
     if iso in known:
         return iso
@@ -135,7 +133,7 @@ def _individual_code(iso: str, script: str | None = None) -> str:
         lang = Lang(iso)
     except DeprecatedLanguageValue as error:
         if error.change_to:  # merged or renamed: text labelled with the old code (GlotLID's ajp_Arab) is the new one's
-            return _individual_code(error.change_to, script)
+            return _individual_code(error.change_to)
         raise UnknownLanguage(f"deprecated language code {iso!r}: {error}") from None
     except InvalidLanguageValue:
         raise UnknownLanguage(f"unknown language code {iso!r}") from None
@@ -150,22 +148,19 @@ def _individual_code(iso: str, script: str | None = None) -> str:
             return candidate
     members = [member.pt3 for member in lang.individuals()] if lang.scope() == "Macrolanguage" else []
     members = [m for m in members if m in known]
-    hint = SCRIPT_ALIASES.get(script or "", script)
-    if members:
-        chosen = max(members, key=lambda m: (_words(m), m))
-        return SCRIPT_VARIANTS.get((chosen, hint), chosen) if hint and not _has(chosen, hint) else chosen
+    if members:  # (`normalize` then moves it to the variety of the text's script: SCRIPT_VARIANTS)
+        return max(members, key=lambda m: (_words(m), m))
     return lang.pt3 or iso
 
 
-def _has(iso: str, script: str) -> bool:
-    return any(script == s or script in COMBINED_SCRIPTS.get(s, ()) for s in _scripts_by_iso().get(iso, []))
-
-
 def _variant(iso: str, script: str | None) -> str:
+    """The code of the language's variety written in `script` (SCRIPT_VARIANTS), where the registry has no label
+    for `iso` in that script; `iso` otherwise."""
     hint = SCRIPT_ALIASES.get(script or "", script)
-    if hint and hint not in NEUTRAL_SCRIPTS and not _has(iso, hint):
-        return SCRIPT_VARIANTS.get((iso, hint), iso)
-    return iso
+    written_so = any(hint == s or hint in COMBINED_SCRIPTS.get(s, ()) for s in _scripts_by_iso().get(iso, []))
+    if not hint or hint in NEUTRAL_SCRIPTS or written_so:
+        return iso
+    return SCRIPT_VARIANTS.get((iso, hint), iso)
 
 
 def _words(iso: str) -> int:
@@ -203,7 +198,7 @@ def normalize(label: str, script: str | None = None) -> str:
     match = _REGISTRY_LABEL.match(raw)
     if match:  # GlotLID / FineWeb-2 style: language and script given
         label_script = _checked_script(match.group(2))
-        iso = _variant(_individual_code(match.group(1), label_script), label_script)
+        iso = _variant(_individual_code(match.group(1)), label_script)
         return f"{iso}_{_pick_script(iso, label_script, label_script)}"
     if fasttext:  # only fastText labels use Wikipedia's codes; ISO 639-3 `als` is Tosk Albanian
         raw = LID176_QUIRKS.get(raw.lower(), raw)
@@ -222,7 +217,7 @@ def normalize(label: str, script: str | None = None) -> str:
     # A region implies a script only where it decides one (az-IR is Arabic-script South Azerbaijani).
     script = ((tag.script if _SCRIPT_SUBTAG.search(raw) else None) or script or tag.script
               or (tag.maximize().script if tag.territory else None))
-    iso = _variant(_individual_code(iso, script), script or tag.maximize().script)
+    iso = _variant(_individual_code(iso), script or tag.maximize().script)
     return f"{iso}_{_pick_script(iso, script, tag.maximize().script)}"
 
 

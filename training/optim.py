@@ -72,6 +72,7 @@ def batch_size_at(tokens: int, batch: BatchConfig) -> int:
     if not batch.warmup_tokens or tokens >= batch.warmup_tokens:
         return batch.global_size
     sizes = range(batch.warmup_min_size, batch.global_size, batch.warmup_min_size)
-    ends = [batch.warmup_tokens * seen / sum(sizes) for seen in itertools.accumulate(sizes)]
+    total = sum(sizes)
+    ends = [batch.warmup_tokens * seen / total for seen in itertools.accumulate(sizes)]
     index = bisect.bisect_right(ends, tokens)
     return sizes[index] if index < len(sizes) else batch.global_size

@@ -1,12 +1,11 @@
 """`tokenizer.vocab.vocab_digest`: the same for a tokenizer and its `mmbert export` copy, different for another
-vocabulary of the same size, and written into the packed shards' manifest."""
+vocabulary of the same size (that pack writes it: tests/evaluation/test_mlm_tokenizer_check.py)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 
-import pytest
 import torch
 from tokenizers import Tokenizer
 
@@ -57,14 +56,3 @@ def test_an_exported_model_has_the_raw_tokenizer_s_digest_though_its_file_differ
     assert vocab_digest(Tokenizer.from_file(str(exported / "tokenizer.json"))) == raw
     loaded = AutoTokenizer.from_pretrained(exported, local_files_only=True)  # as `mmbert eval` loads it
     assert vocab_digest(loaded.backend_tokenizer) == raw
-
-
-@pytest.mark.slow  # a Beam pack of one language (a few seconds)
-def test_pack_records_the_vocabulary_digest(udhr_corpus_dir, gemma2_tokenizer_json, tmp_path):
-    from tokenizer.pack import run_pack
-
-    manifest = run_pack(udhr_corpus_dir, str(gemma2_tokenizer_json), 64, tmp_path / "shards",
-                        languages=["fra_Latn"])
-    written = json.loads((tmp_path / "shards" / "manifest.json").read_text(encoding="utf-8"))
-    assert written["tokenizer"] == manifest["tokenizer"]
-    assert written["tokenizer"]["vocab_sha256"] == vocab_digest(Tokenizer.from_file(str(gemma2_tokenizer_json)))
